@@ -1,0 +1,1 @@
+"""Adapters: technology-specific implementations of the core's ports, and every surface."""

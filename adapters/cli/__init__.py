@@ -1,0 +1,1 @@
+"""The daeda command line."""
