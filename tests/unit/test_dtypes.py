@@ -385,14 +385,19 @@ def test_predicates() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-SCALAR_TYPES = st.sampled_from([t for _, t in CANONICAL_SCALARS]) | st.integers(1, 38).flatmap(
+DECIMAL_TYPES = st.integers(1, 38).flatmap(
     lambda precision: st.builds(pa.decimal128, st.just(precision), st.integers(0, precision))
 )
+# One branch per scalar so decimals are as likely as any other single type.
+SCALAR_TYPES = st.one_of(*[st.just(t) for _, t in CANONICAL_SCALARS], DECIMAL_TYPES)
 
-AWKWARD_NAME_CHARS = st.sampled_from(['"', " ", "'", ",", "(", ")", "[", "]", "é", "ß", "名", "\t"])
+# Characters that need quoting or escaping (the double quote twice as often).
+AWKWARD_NAME_CHARS = st.sampled_from(
+    ['"', '"', " ", "'", ",", "(", ")", "[", "]", "é", "ß", "名", "\t", "-", "1"]
+)
 FIELD_NAMES = st.one_of(
     st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True),
-    st.text(st.characters(codec="utf-8") | AWKWARD_NAME_CHARS, min_size=1, max_size=8),
+    st.text(AWKWARD_NAME_CHARS | st.characters(codec="utf-8"), min_size=1, max_size=8),
 )
 
 
@@ -405,14 +410,21 @@ def _structs(children: st.SearchStrategy[pa.DataType]) -> st.SearchStrategy[pa.D
 
 def _extend(children: st.SearchStrategy[pa.DataType]) -> st.SearchStrategy[pa.DataType]:
     return st.one_of(
+        _structs(children),
         children.map(pa.list_),
         st.builds(pa.list_, children, st.integers(1, 16)),
-        _structs(children),
         st.builds(pa.map_, SCALAR_TYPES, children),
     )
 
 
 ARROW_TYPES = st.recursive(SCALAR_TYPES, _extend, max_leaves=8)
+
+
+@settings(max_examples=300)
+@given(FIELD_NAMES)
+def test_any_field_name_round_trips(name: str) -> None:
+    t = pa.struct([(name, pa.int32())])
+    assert parse_dtype(format_dtype(t)) == t
 
 
 @settings(max_examples=300)

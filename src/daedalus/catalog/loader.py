@@ -509,6 +509,7 @@ def _check_service_refs(
     views: dict[str, FeatureViewDef],
     stores: dict[str, EmbeddingStoreDef],
     entities: dict[str, Entity],
+    broken: dict[str, set[str]],
 ) -> None:
     spine_keys = [k for e in service.spine.entities for k in entities[e].join_keys]
     outputs: dict[str, str] = {k: "spine key" for k in spine_keys}
@@ -521,7 +522,9 @@ def _check_service_refs(
         pos = doc.value_pos(features, i)
         view = views.get(ref.view)
         if view is None:
-            doc.error(pos, f"unknown feature view {ref.view!r}", _did_you_mean(ref.view, views))
+            if ref.view not in broken["feature_view"]:
+                doc.error(pos, f"unknown feature view {ref.view!r}",
+                          _did_you_mean(ref.view, [*views, *broken["feature_view"]]))  # fmt: skip
             continue
         missing = [k for e in view.entities for k in entities[e].join_keys if k not in spine_keys]
         if missing:
@@ -628,6 +631,7 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
             [CatalogError(str(root), 1, 1, "no feature definitions found (expected *.yaml files)")]
         )
     parsed: dict[str, list[tuple[_Doc, CommentedMap, Any]]] = {k: [] for k in _KINDS}
+    seen: dict[str, dict[str, Location]] = {k: {} for k in _KINDS}
     for path in files:
         label = str(path)
         for node in _read_documents(path, label, errors):
@@ -642,9 +646,22 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
                     _did_you_mean(str(kind), _KINDS) or f"kind is one of: {', '.join(_KINDS)}",
                 )
                 continue
+            name = node.get("name")
+            duplicate = False
+            if isinstance(name, str):
+                first = seen[kind].get(name)
+                if first is not None:
+                    duplicate = True
+                    doc.error(
+                        doc.value_pos(node, "name"),
+                        f"duplicate {kind.replace('_', ' ')} name {name!r} (first defined at {first})",
+                    )
+                else:
+                    line, col = doc.pos(node)
+                    seen[kind][name] = Location(label, line + 1, col + 1)
             checker = {"feature_view": _check_view, "feature_service": _check_service_shape,
                        "embedding_store": _check_store}[kind]  # fmt: skip
-            if checker(doc, node, entities):
+            if checker(doc, node, entities) and not duplicate:
                 data = _plain(node)
                 data.pop("kind")
                 parsed[kind].append((doc, node, data))
@@ -652,9 +669,13 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
     views = _unique(parsed["feature_view"], FeatureViewDef, "feature view")
     stores = _unique(parsed["embedding_store"], EmbeddingStoreDef, "embedding store")
     services = _unique(parsed["feature_service"], FeatureServiceDef, "feature service")
+    # Names defined in a document that had errors: already reported, not "unknown" again.
+    broken = {
+        k: set(seen[k]) - set(d) for k, d in (("feature_view", views), ("embedding_store", stores))
+    }
     for doc, node, service in services.values():
         _check_service_refs(doc, node, service, {k: v[2] for k, v in views.items()},
-                            {k: v[2] for k, v in stores.items()}, entities)  # fmt: skip
+                            {k: v[2] for k, v in stores.items()}, entities, broken)  # fmt: skip
     if errors:
         raise CatalogErrors(errors)
     return LoadedDefinitions(

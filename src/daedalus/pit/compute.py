@@ -1,0 +1,740 @@
+"""The compute API: point-in-time rolling aggregates and as-of joins over an Arrow spine.
+
+Every feature is turned into exact integer window work for a `WindowKernel` (the engine), and
+the kernel's integers are turned back into typed values here. Because the kernel only ever does
+integer arithmetic, every engine that honours the kernel contract returns the same bits:
+
+- count, count_distinct → COUNT / COUNT_DISTINCT of an indicator or value key;
+- sum, mean, stddev of floats → exact SUMs of 32-bit limbs of each value (and of its square),
+  rounded once, correctly (`daedalus.pit.exact`): a sum equals `math.fsum` of the window;
+- min, max → MIN / MAX of an order-preserving int64 key (IEEE totalOrder for floats);
+- first, last, last_n → MIN / MAX of each row's rank in the total order (ts, created, value),
+  plus COUNT for last_n, which then reads the newest n rows of the window by rank;
+- as-of → MAX of rank (ts, created, read position) over rows whose visibility time
+  `max(ts + delay, created)` is before t; the TTL is checked on the chosen row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from daedalus.catalog.dtypes import format_dtype
+from daedalus.catalog.functions import is_value_type_supported
+from daedalus.catalog.model import AggFunction, FilterDef
+from daedalus.pit import exact
+from daedalus.pit.errors import PitError
+from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
+from daedalus.pit.sources import read_source, timestamps_to_micros
+from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec, SourceSpec
+
+__all__ = ["PitReport", "compute_pit_table", "spine_times", "validate_spine"]
+
+
+@attrs.define
+class PitReport:
+    """What a computation noticed in its inputs (for the run report and manifests)."""
+
+    source_rows: dict[str, int] = attrs.field(factory=dict)
+    nan_values: dict[str, int] = attrs.field(factory=dict)
+    null_key_rows: dict[str, int] = attrs.field(factory=dict)
+    asof_ties: dict[str, int] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        return attrs.asdict(self)
+
+
+# -- the spine -------------------------------------------------------------------------------
+
+
+def validate_spine(
+    spine: pa.Table, keys: Sequence[str], timestamp: str, *, naive_is_utc: bool = False
+) -> None:
+    """Raise PitError if the spine lacks a key or the timestamp, or has null keys/times."""
+    missing = [c for c in [*keys, timestamp] if c not in spine.column_names]
+    if missing:
+        raise PitError(
+            f"spine lacks column(s) {', '.join(map(repr, missing))} "
+            f"(has: {', '.join(spine.column_names)})",
+            code="missing_column",
+        )
+    for key in keys:
+        col = spine[key]
+        if not pa.types.is_integer(col.type):
+            raise PitError(
+                f"spine key {key!r} must be an integer column, got {col.type}", code="bad_type"
+            )
+        if col.null_count:
+            raise PitError(
+                f"spine has {col.null_count} row(s) with a null {key!r}; every row needs its keys",
+                code="null_key",
+            )
+    timestamps_to_micros(spine[timestamp], timestamp, naive_is_utc=naive_is_utc, where="spine")
+
+
+def spine_times(spine: pa.Table, timestamp: str, *, naive_is_utc: bool = False) -> np.ndarray:
+    """The spine's timestamps as int64 microseconds UTC."""
+    return timestamps_to_micros(
+        spine[timestamp], timestamp, naive_is_utc=naive_is_utc, where="spine"
+    )
+
+
+def _validate_spec(spec: PitSpec) -> None:
+    schema = spec.source.schema
+    where = f"feature {spec.name!r}"
+    needed = [*spec.keys, spec.source.timestamp]
+    if spec.source.created_timestamp:
+        needed.append(spec.source.created_timestamp)
+    if isinstance(spec, AsOfSpec):
+        needed.append(spec.column)
+    else:
+        needed += [f.column for f in spec.filters]
+        if spec.column:
+            needed.append(spec.column)
+    for col in needed:
+        if col not in schema.names:
+            raise PitError(
+                f"{where}: source {spec.source.name!r} has no column {col!r}", code="missing_column"
+            )
+    if isinstance(spec, AggregationSpec):
+        reason = is_value_type_supported(spec.function, spec.input_type)
+        if reason:
+            raise PitError(
+                f"{where}: {reason}; column {spec.column!r} is {format_dtype(spec.input_type)}",
+                code="bad_type",
+            )
+        if spec.function is AggFunction.LAST_N and not (spec.n and spec.n > 0):
+            raise PitError(f"{where}: last_n needs n >= 1", code="bad_spec")
+
+
+# -- value keys ------------------------------------------------------------------------------
+
+
+def _np(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return col.to_numpy(zero_copy_only=False)
+
+
+def _valid(col: pa.ChunkedArray) -> np.ndarray:
+    """True where the value is present (not null, and not NaN for floats)."""
+    mask = _np(pc.is_valid(col)).astype(bool)
+    if pa.types.is_floating(col.type):
+        mask &= ~np.isnan(_np(pc.fill_null(col, 0.0)).astype(np.float64))
+    return mask
+
+
+def _order_key(col: pa.ChunkedArray) -> tuple[np.ndarray, Any]:
+    """An int64 key whose order is the value order, and what is needed to map keys back.
+
+    Floats use IEEE totalOrder (so -0.0 < +0.0); text and binary use the rank of the value
+    among the column's distinct values; integers, booleans and times are themselves.
+    """
+    t = col.type
+    if pa.types.is_floating(t):
+        values = _np(pc.fill_null(pc.cast(col, pa.float64()), 0.0)).astype(np.float64)
+        return exact.float_order_key(values), None
+    if pa.types.is_boolean(t):
+        return _np(pc.fill_null(col, False)).astype(np.int64), None
+    if pa.types.is_timestamp(t):
+        return timestamps_to_micros(
+            pc.fill_null(col, 0), "value", naive_is_utc=True, where="value"
+        ), None
+    if pa.types.is_date32(t):
+        return _np(pc.fill_null(pc.cast(col, pa.int32()), 0)).astype(np.int64), None
+    if pa.types.is_unsigned_integer(t) and t.bit_width == 64:
+        raw = _np(pc.fill_null(col, 0)).astype(np.uint64)
+        return (raw ^ np.uint64(1 << 63)).view(np.int64), None
+    if pa.types.is_integer(t):
+        return _np(pc.fill_null(col, 0)).astype(np.int64), None
+    # text, binary, decimal: rank among the distinct values
+    encoded = pc.dictionary_encode(
+        col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    )
+    dictionary = encoded.dictionary
+    order = _np(pc.sort_indices(dictionary)).astype(np.int64)
+    rank_of_code = np.empty(len(order), dtype=np.int64)
+    rank_of_code[order] = np.arange(len(order), dtype=np.int64)
+    codes = _np(pc.fill_null(encoded.indices, 0)).astype(np.int64)
+    ranks = rank_of_code[codes] if len(order) else np.zeros(len(codes), dtype=np.int64)
+    return ranks, dictionary.take(pa.array(order))
+
+
+def _from_order_key(keys: np.ndarray, mask: np.ndarray, t: pa.DataType, lookup: Any) -> pa.Array:
+    """Map order keys back to values of type `t`; rows where `mask` is False are null."""
+    mask_arr = pa.array(~mask)
+    if pa.types.is_floating(t):
+        values = pa.array(exact.float_from_order_key(keys), pa.float64())
+        return pc.cast(pc.if_else(mask_arr, pa.nulls(len(keys), pa.float64()), values), t)
+    if lookup is not None:
+        taken = lookup.take(pa.array(np.where(mask, keys, 0)))
+        return pc.if_else(mask_arr, pa.nulls(len(keys), t), pc.cast(taken, t))
+    if pa.types.is_unsigned_integer(t) and t.bit_width == 64:
+        raw = pa.array(keys.view(np.uint64) ^ np.uint64(1 << 63), pa.uint64())
+    elif pa.types.is_boolean(t):
+        raw = pa.array(keys.astype(bool))
+    elif pa.types.is_timestamp(t):
+        raw = pa.array(keys, pa.int64()).cast(pa.timestamp("us", tz=t.tz)).cast(t)
+    elif pa.types.is_date32(t):
+        raw = pa.array(keys.astype(np.int32), pa.int32()).cast(pa.date32())
+    else:
+        raw = pa.array(keys, pa.int64()).cast(t)
+    return pc.if_else(mask_arr, pa.nulls(len(keys), t), raw)
+
+
+# -- one source group ------------------------------------------------------------------------
+
+
+class _Group:
+    """The specs that read one source with the same keys: one read, one kernel call."""
+
+    def __init__(self, source: SourceSpec, keys: tuple[str, ...], specs: list[PitSpec]) -> None:
+        self.source = source
+        self.keys = keys
+        self.specs = specs
+        self.columns: dict[str, np.ndarray] = {}  # int64 (+ mask) columns for the kernel
+        self.masks: dict[str, np.ndarray] = {}
+        self.requests: dict[tuple[Any, ...], WindowRequest] = {}
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    # reading ---------------------------------------------------------------------------------
+
+    def read(self, t_min: int, t_max: int, report: PitReport) -> None:
+        src = self.source
+        columns = [*self.keys, src.timestamp]
+        if src.created_timestamp:
+            columns.append(src.created_timestamp)
+        lookbacks: list[int | None] = []
+        for spec in self.specs:
+            if isinstance(spec, AsOfSpec):
+                columns.append(spec.column)
+                lookbacks.append(None if spec.ttl_us is None else spec.delay_us + spec.ttl_us)
+            else:
+                columns += [f.column for f in spec.filters]
+                if spec.column:
+                    columns.append(spec.column)
+                lookbacks.append(None if spec.window_us is None else spec.delay_us + spec.window_us)
+        lo = (
+            None
+            if any(b is None for b in lookbacks)
+            else t_min - max(b for b in lookbacks if b is not None)
+        )
+        min_delay = min(s.delay_us for s in self.specs)
+        table = read_source(src, columns, lo, t_max - min_delay)
+        where = f"source of {src.name!r}"
+        key_valid = np.ones(table.num_rows, dtype=bool)
+        for key in self.keys:
+            if not pa.types.is_integer(table[key].type):
+                raise PitError(
+                    f"{where}: key {key!r} must be an integer column, got {table[key].type}",
+                    code="bad_type",
+                )
+            key_valid &= _np(pc.is_valid(table[key])).astype(bool)
+        null_keys = int((~key_valid).sum())
+        if null_keys:
+            report.null_key_rows[src.name] = report.null_key_rows.get(src.name, 0) + null_keys
+            table = table.filter(pa.array(key_valid))
+        for name in table.column_names:
+            if pa.types.is_floating(table[name].type):
+                nans = int(pc.sum(pc.is_nan(table[name])).as_py() or 0)
+                if nans:
+                    report.nan_values[f"{src.name}.{name}"] = nans
+        report.source_rows[src.name] = table.num_rows
+        self.table = table
+        self.ts = timestamps_to_micros(
+            table[src.timestamp],
+            src.timestamp,
+            naive_is_utc=src.naive_timestamps_are_utc,
+            where=where,
+        )
+        self.created: np.ndarray | None = None
+        if src.created_timestamp:
+            created = table[src.created_timestamp]
+            # A row without a created timestamp is taken as known when it happened.
+            filled = pc.coalesce(created, table[src.timestamp]) if created.null_count else created
+            self.created = timestamps_to_micros(
+                filled,
+                src.created_timestamp,
+                naive_is_utc=src.naive_timestamps_are_utc,
+                where=where,
+            )
+
+    # kernel columns --------------------------------------------------------------------------
+
+    def _add(self, name: str, values: np.ndarray, mask: np.ndarray | None = None) -> str:
+        self.columns[name] = values
+        if mask is not None:
+            self.masks[name] = mask
+        return name
+
+    def time_column(self, delay_us: int) -> str:
+        name = f"__ts_{delay_us}"
+        if name not in self.columns:
+            self._add(name, self.ts + np.int64(delay_us))
+        return name
+
+    def visible_column(self, delay_us: int) -> str:
+        name = f"__vis_{delay_us}"
+        if name not in self.columns:
+            shifted = self.ts + np.int64(delay_us)
+            self._add(name, shifted if self.created is None else np.maximum(shifted, self.created))
+        return name
+
+    def filter_mask(self, filters: tuple[FilterDef, ...]) -> np.ndarray:
+        key = ("filter", filters)
+        if key not in self.cache:
+            mask = np.ones(self.table.num_rows, dtype=bool)
+            for flt in filters:
+                col = self.table[flt.column]
+                values = pa.array(list(flt.values), type=self.source.schema.field(flt.column).type)
+                hit = pc.fill_null(pc.is_in(col, value_set=values.cast(col.type)), False)
+                mask &= _np(hit).astype(bool)
+            self.cache[key] = mask
+        return self.cache[key]
+
+    def valid_mask(self, column: str | None, filters: tuple[FilterDef, ...]) -> np.ndarray:
+        key = ("valid", column, filters)
+        if key not in self.cache:
+            mask = self.filter_mask(filters)
+            if column is not None:
+                mask = mask & _valid(self.table[column])
+            self.cache[key] = mask
+        return self.cache[key]
+
+    def indicator(self, column: str | None, filters: tuple[FilterDef, ...]) -> str:
+        key = ("indicator", column, filters)
+        if key not in self.cache:
+            mask = self.valid_mask(column, filters)
+            self.cache[key] = self._add(
+                f"__ind_{len(self.columns)}", np.ones(len(mask), np.int64), mask
+            )
+        return self.cache[key]
+
+    def order_key(self, column: str) -> tuple[np.ndarray, Any]:
+        key = ("order", column)
+        if key not in self.cache:
+            self.cache[key] = _order_key(self.table[column])
+        return self.cache[key]
+
+    def value_key_column(
+        self, column: str, filters: tuple[FilterDef, ...], *, distinct: bool = False
+    ) -> str:
+        key = ("valuekey", column, filters, distinct)
+        if key not in self.cache:
+            keys, _ = self.order_key(column)
+            if distinct and pa.types.is_floating(self.table[column].type):
+                # count_distinct compares values: -0.0 and +0.0 are the same number.
+                keys = np.where(keys == exact.float_order_key(np.array([-0.0]))[0],
+                                exact.float_order_key(np.array([0.0]))[0], keys)  # fmt: skip
+            mask = self.valid_mask(column, filters)
+            self.cache[key] = self._add(f"__val_{len(self.columns)}", keys, mask)
+        return self.cache[key]
+
+    def finite_float_values(
+        self, column: str, filters: tuple[FilterDef, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values as float64 with non-finite/invalid set to 0, mask of finite valid values)."""
+        key = ("finite", column, filters)
+        if key not in self.cache:
+            valid = self.valid_mask(column, filters)
+            values = _np(pc.fill_null(pc.cast(self.table[column], pa.float64()), 0.0)).astype(
+                np.float64
+            )
+            finite = valid & np.isfinite(values)
+            self.cache[key] = (np.where(finite, values, 0.0), finite)
+        return self.cache[key]
+
+    def limb_columns(
+        self, column: str, filters: tuple[FilterDef, ...], *, square: bool = False
+    ) -> tuple[list[str], int]:
+        """Kernel columns holding the exact limbs of each value (or its square), and the base exponent."""
+        key = ("limbs", column, filters, square)
+        if key not in self.cache:
+            t = self.table[column].type
+            if pa.types.is_integer(t) and not square:
+                values = _np(pc.fill_null(pc.cast(self.table[column], pa.int64()), 0)).astype(
+                    np.int64
+                )
+                enc = exact.encode_int_limbs(values)
+                mask = self.valid_mask(column, filters)
+            else:
+                values, mask = self.finite_float_values(column, filters)
+                if pa.types.is_integer(t):
+                    raw = _np(pc.fill_null(self.table[column], 0)).astype(np.int64)
+                    if np.any(np.abs(raw[mask]) > 2**53):
+                        raise PitError(
+                            f"stddev of {column!r}: integer values beyond 2**53 are not supported",
+                            code="bad_type",
+                        )
+                enc = (
+                    exact.encode_float_square_limbs(values)
+                    if square
+                    else exact.encode_float_limbs(values)
+                )
+            names = [
+                self._add(
+                    f"__limb_{len(self.columns)}", np.ascontiguousarray(enc.limbs[:, k]), mask
+                )
+                for k in range(enc.limbs.shape[1])
+            ]
+            self.cache[key] = (names, enc.base_exp)
+        return self.cache[key]
+
+    def inf_columns(self, column: str, filters: tuple[FilterDef, ...]) -> tuple[str, str] | None:
+        """Indicator columns of +inf and -inf values, or None when the column has none."""
+        key = ("inf", column, filters)
+        if key not in self.cache:
+            t = self.table[column].type
+            result = None
+            if pa.types.is_floating(t):
+                valid = self.valid_mask(column, filters)
+                values = _np(pc.fill_null(pc.cast(self.table[column], pa.float64()), 0.0)).astype(
+                    np.float64
+                )
+                pos, neg = valid & (values == np.inf), valid & (values == -np.inf)
+                if pos.any() or neg.any():
+                    ones = np.ones(len(values), np.int64)
+                    result = (
+                        self._add(f"__pinf_{len(self.columns)}", ones, pos),
+                        self._add(f"__ninf_{len(self.columns)}", ones, neg),
+                    )
+            self.cache[key] = result
+        return self.cache[key]
+
+    def rank(self, value_column: str | None) -> np.ndarray:
+        """Each row's position in the total order (key, ts, created, value or read position)."""
+        cache_key = ("rank", value_column)
+        if cache_key not in self.cache:
+            n = self.table.num_rows
+            sort_keys: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
+            if value_column is not None:
+                sort_keys.insert(0, self.order_key(value_column)[0])
+            if self.created is not None:
+                sort_keys.append(self.created)
+            sort_keys.append(self.ts)
+            sort_keys.append(self.key)
+            perm = np.lexsort(sort_keys)
+            rank = np.empty(n, dtype=np.int64)
+            rank[perm] = np.arange(n, dtype=np.int64)
+            self.cache[cache_key] = (rank, perm)
+        return self.cache[cache_key]
+
+    def rank_column(self, value_column: str | None, mask: np.ndarray | None) -> str:
+        key = ("rankcol", value_column, None if mask is None else id(mask))
+        if key not in self.cache:
+            rank, _ = self.rank(value_column)
+            self.cache[key] = self._add(f"__rank_{len(self.columns)}", rank, mask)
+        return self.cache[key]
+
+    def request(self, op: WindowOp, column: str, time: str, window_us: int | None) -> str:
+        key = (op, column, time, window_us)
+        if key not in self.requests:
+            self.requests[key] = WindowRequest(
+                f"__r{len(self.requests)}", op, column, time, window_us
+            )
+        return self.requests[key].output
+
+    def events_table(self) -> pa.Table:
+        arrays = {KEY: pa.array(self.key, pa.int64())}
+        for name, values in self.columns.items():
+            mask = self.masks.get(name)
+            arrays[name] = pa.array(values, pa.int64(), mask=None if mask is None else ~mask)
+        return pa.table(arrays)
+
+
+# -- planning and decoding per spec ----------------------------------------------------------
+
+
+class _Planned:
+    """A spec's kernel requests and how to decode their results."""
+
+    def __init__(self, spec: PitSpec, group: _Group) -> None:
+        self.spec = spec
+        self.group = group
+        self.outputs: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
+        if isinstance(spec, AsOfSpec):
+            self._plan_asof(spec)
+        else:
+            self._plan_aggregation(spec)
+
+    def _plan_asof(self, spec: AsOfSpec) -> None:
+        g = self.group
+        rank_col = g.rank_column(None, None)
+        self.outputs["rank"] = g.request(
+            WindowOp.MAX, rank_col, g.visible_column(spec.delay_us), None
+        )
+
+    def _plan_aggregation(self, spec: AggregationSpec) -> None:
+        g = self.group
+        time = g.time_column(spec.delay_us)
+        w = spec.window_us
+        fn, col, flt = spec.function, spec.column, spec.filters
+        req = g.request
+        if fn in (AggFunction.COUNT, AggFunction.COUNT_DISTINCT) or col is None:
+            if fn is AggFunction.COUNT_DISTINCT:
+                assert col is not None
+                self.outputs["n"] = req(
+                    WindowOp.COUNT_DISTINCT, g.value_key_column(col, flt, distinct=True), time, w
+                )
+            else:
+                self.outputs["n"] = req(WindowOp.COUNT, g.indicator(col, flt), time, w)
+            return
+        self.outputs["n"] = req(WindowOp.COUNT, g.indicator(col, flt), time, w)
+        if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
+            limbs, base = g.limb_columns(col, flt)
+            self.outputs.update(
+                {f"s1_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs)}
+            )
+            self.extra["base1"] = base
+            infs = g.inf_columns(col, flt)
+            if infs is not None:
+                self.outputs["pinf"] = req(WindowOp.COUNT, infs[0], time, w)
+                self.outputs["ninf"] = req(WindowOp.COUNT, infs[1], time, w)
+            if fn is AggFunction.STDDEV:
+                limbs2, base2 = g.limb_columns(col, flt, square=True)
+                self.outputs.update(
+                    {f"s2_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs2)}
+                )
+                self.extra["base2"] = base2
+        elif fn in (AggFunction.MIN, AggFunction.MAX):
+            op = WindowOp.MIN if fn is AggFunction.MIN else WindowOp.MAX
+            self.outputs["key"] = req(op, g.value_key_column(col, flt), time, w)
+        else:  # first, last, last_n: the rank of the oldest/newest valid row in the window
+            mask = g.valid_mask(col, flt)
+            rank_col = g.rank_column(col, mask)
+            op = WindowOp.MIN if fn is AggFunction.FIRST else WindowOp.MAX
+            self.outputs["rank"] = req(op, rank_col, time, w)
+
+    # decoding -------------------------------------------------------------------------------
+
+    def decode(self, result: pa.Table, probe_times: np.ndarray) -> pa.Array:
+        spec = self.spec
+        if isinstance(spec, AsOfSpec):
+            return self._decode_asof(spec, result, probe_times)
+        return self._decode_aggregation(spec, result)
+
+    def _column(self, result: pa.Table, name: str) -> np.ndarray:
+        return _np(pc.fill_null(result[self.outputs[name]], 0)).astype(np.int64)
+
+    def _decode_asof(self, spec: AsOfSpec, result: pa.Table, probe_times: np.ndarray) -> pa.Array:
+        g = self.group
+        rank_out = result[self.outputs["rank"]]
+        found = _np(pc.is_valid(rank_out)).astype(bool)
+        rank, perm = g.rank(None)
+        rows = (
+            perm[np.where(found, self._column(result, "rank"), 0)]
+            if len(perm)
+            else np.zeros(len(found), np.int64)
+        )
+        if spec.ttl_us is not None and len(perm):
+            fresh = g.ts[rows] >= probe_times - np.int64(spec.delay_us + spec.ttl_us)
+            found &= fresh
+        values = (
+            g.table[spec.column].take(pa.array(rows))
+            if len(perm)
+            else pa.nulls(len(found), spec.output_type)
+        )
+        return _null_where(values, ~found, spec.output_type)
+
+    def _decode_aggregation(self, spec: AggregationSpec, result: pa.Table) -> pa.Array:
+        fn = spec.function
+        n = self._column(result, "n")
+        out_type = spec.output_type
+        if fn in (AggFunction.COUNT, AggFunction.COUNT_DISTINCT):
+            return pa.array(n, pa.int64())
+        empty = n == 0
+        if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
+            s1 = np.stack(
+                [self._column(result, k) for k in self.outputs if k.startswith("s1_")], axis=1
+            )
+            in_type = spec.input_type
+            assert in_type is not None
+            pinf = (
+                self._column(result, "pinf")
+                if "pinf" in self.outputs
+                else np.zeros(len(n), np.int64)
+            )
+            ninf = (
+                self._column(result, "ninf")
+                if "ninf" in self.outputs
+                else np.zeros(len(n), np.int64)
+            )
+            if fn is AggFunction.STDDEV:
+                s2 = np.stack(
+                    [self._column(result, k) for k in self.outputs if k.startswith("s2_")], axis=1
+                )
+                finite_n = n - pinf - ninf
+                var = exact.exact_sample_variance(
+                    finite_n, s1, self.extra["base1"], s2, self.extra["base2"]
+                )
+                std = np.sqrt(var)
+                std = np.where((pinf + ninf) > 0, np.nan, std)
+                null = (n < 2) | np.isnan(var) & ((pinf + ninf) == 0)
+                return _null_where(pa.array(std, pa.float64()), null, pa.float64())
+            if pa.types.is_integer(in_type):
+                if fn is AggFunction.SUM:
+                    total, overflow = exact.round_limb_sums_to_int(s1, self.extra["base1"])
+                    if np.any(overflow & ~empty):
+                        raise PitError(
+                            f"feature {spec.name!r}: the sum overflows BIGINT", code="overflow"
+                        )
+                    return _null_where(pa.array(total, pa.int64()), empty, out_type)
+                total_f = exact.round_limb_sums(s1, self.extra["base1"])
+            else:
+                total_f = exact.round_limb_sums(s1, self.extra["base1"])
+                # Infinities are not in the limbs: +inf and -inf together have no sum.
+                total_f = np.where(pinf > 0, np.inf, total_f)
+                total_f = np.where(ninf > 0, -np.inf, total_f)
+                total_f = np.where((pinf > 0) & (ninf > 0), np.nan, total_f)
+            if fn is AggFunction.MEAN:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    total_f = total_f / np.where(empty, 1, n).astype(np.float64)
+            return _null_where(pa.array(total_f, pa.float64()), empty, out_type)
+        if fn in (AggFunction.MIN, AggFunction.MAX):
+            assert spec.column is not None
+            keys = self._column(result, "key")
+            _, lookup = self.group.order_key(spec.column)
+            return _from_order_key(keys, ~empty, out_type, lookup)
+        return self._decode_ranked(spec, result, n, empty)
+
+    def _decode_ranked(
+        self, spec: AggregationSpec, result: pa.Table, n: np.ndarray, empty: np.ndarray
+    ) -> pa.Array:
+        g = self.group
+        assert spec.column is not None
+        rank, perm = g.rank(spec.column)
+        values = g.table[spec.column]
+        ranks = self._column(result, "rank")
+        if spec.function is not AggFunction.LAST_N:
+            rows = perm[np.where(empty, 0, ranks)] if len(perm) else np.zeros(len(n), np.int64)
+            taken = values.take(pa.array(rows)) if len(perm) else pa.nulls(len(n), spec.output_type)
+            return _null_where(taken, empty, spec.output_type)
+        # The window's valid rows are contiguous in rank order: the newest k end at `ranks`.
+        valid_ranks = np.sort(rank[g.valid_mask(spec.column, spec.filters)])
+        k = np.minimum(n, np.int64(spec.n or 0))
+        end = np.searchsorted(valid_ranks, ranks)  # position of the newest valid row
+        offsets = np.zeros(len(n) + 1, dtype=np.int64)
+        np.cumsum(k, out=offsets[1:])
+        # For row i, positions end_i, end_i - 1, …, end_i - k_i + 1 (newest first).
+        step = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], k)
+        positions = np.repeat(end, k) - step
+        source_rows = perm[valid_ranks[positions]] if len(positions) else np.zeros(0, np.int64)
+        flat = values.take(pa.array(source_rows, pa.int64()))
+        flat = flat.combine_chunks() if isinstance(flat, pa.ChunkedArray) else flat
+        assert isinstance(spec.output_type, pa.ListType)
+        return pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32), pa.int32()), flat.cast(spec.output_type.value_type)
+        )
+
+
+def _null_where(values: pa.Array | pa.ChunkedArray, null: np.ndarray, t: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = values.cast(t) if not values.type.equals(t) else values
+    if not null.any():
+        return values
+    return pc.if_else(pa.array(null), pa.nulls(len(values), t), values)
+
+
+# -- the entry point -------------------------------------------------------------------------
+
+
+def _encode_keys(spine: pa.Table, groups: list[_Group], keys: tuple[str, ...]) -> np.ndarray:
+    """One int64 per key combination, shared by the spine and every group of these keys."""
+    spine_cols = [_np(spine[k]).astype(np.int64) for k in keys]
+    if len(keys) == 1:
+        for g in groups:
+            g.key = _np(g.table[keys[0]]).astype(np.int64)
+        return spine_cols[0]
+    group_cols = [[_np(g.table[k]).astype(np.int64) for k in keys] for g in groups]
+    stacked = np.stack(
+        [np.concatenate([spine_cols[i], *(gc[i] for gc in group_cols)]) for i in range(len(keys))],
+        axis=1,
+    )
+    _, ids = np.unique(stacked, axis=0, return_inverse=True)
+    ids = ids.reshape(-1).astype(np.int64)
+    start = len(spine)
+    for g in groups:
+        g.key = ids[start : start + g.table.num_rows]
+        start += g.table.num_rows
+    return ids[: len(spine)]
+
+
+def compute_pit_table(
+    spine: pa.Table,
+    specs: Sequence[PitSpec],
+    kernel: WindowKernel,
+    *,
+    timestamp: str = "ts",
+    naive_timestamps_are_utc: bool = False,
+    report: PitReport | None = None,
+) -> pa.Table:
+    """The spine, row for row in its order, plus one column per spec (named `spec.name`).
+
+    Raises PitError before any work for a bad spine (missing key or timestamp column, null keys,
+    tz-naive timestamps unless allowed), a spec whose column is missing or of a type its
+    function cannot take, duplicate output names, and a source that cannot be read.
+    """
+    report = report if report is not None else PitReport()
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PitError(f"duplicate output column(s): {', '.join(dupes)}", code="bad_spec")
+    clash = [n for n in names if n in spine.column_names]
+    if clash:
+        raise PitError(
+            f"output column(s) {', '.join(clash)} already exist in the spine", code="bad_spec"
+        )
+    all_keys = sorted({k for s in specs for k in s.keys})
+    validate_spine(spine, all_keys, timestamp, naive_is_utc=naive_timestamps_are_utc)
+    for spec in specs:
+        _validate_spec(spec)
+    t = spine_times(spine, timestamp, naive_is_utc=naive_timestamps_are_utc)
+    outputs: dict[str, pa.Array] = {}
+    if len(specs) and spine.num_rows:
+        t_min, t_max = int(t.min()), int(t.max()) + 1
+        groups: dict[tuple[int, tuple[str, ...]], _Group] = {}
+        for spec in specs:
+            gkey = (id(spec.source), spec.keys)
+            groups.setdefault(gkey, _Group(spec.source, spec.keys, []))
+            groups[gkey].specs.append(spec)
+        for g in groups.values():
+            g.read(t_min, t_max, report)
+        by_keys: dict[tuple[str, ...], list[_Group]] = {}
+        for g in groups.values():
+            by_keys.setdefault(g.keys, []).append(g)
+        for keys, gs in by_keys.items():
+            probe_key = _encode_keys(spine, gs, keys)
+            probes = pa.table(
+                {KEY: pa.array(probe_key, pa.int64()), PROBE_TIME: pa.array(t, pa.int64())}
+            )
+            for g in gs:
+                planned = [_Planned(s, g) for s in g.specs]
+                _count_asof_ties(g, report)
+                result = kernel.window_aggregate(
+                    g.events_table(), probes, list(g.requests.values())
+                )
+                for p in planned:
+                    outputs[p.spec.name] = p.decode(result, t)
+    table = spine
+    for spec in specs:
+        column = outputs.get(spec.name)
+        if column is None:  # an empty spine
+            column = pa.array([], spec.output_type)
+        table = table.append_column(pa.field(spec.name, spec.output_type), column)
+    return table
+
+
+def _count_asof_ties(g: _Group, report: PitReport) -> None:
+    if not any(isinstance(s, AsOfSpec) for s in g.specs) or g.table.num_rows < 2:
+        return
+    _, perm = g.rank(None)
+    k, ts, cr = g.key[perm], g.ts[perm], g.created[perm] if g.created is not None else g.ts[perm]
+    same = (k[1:] == k[:-1]) & (ts[1:] == ts[:-1]) & (cr[1:] == cr[:-1])
+    ties = int(same.sum())
+    if ties:
+        report.asof_ties[g.source.name] = report.asof_ties.get(g.source.name, 0) + ties

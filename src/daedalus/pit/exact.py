@@ -1,0 +1,514 @@
+"""Exact numeric kernel: float order keys, int64 limb encodings and correctly rounded decoding."""
+
+# Why this module exists: DuckDB and Polars must produce bit-identical rolling aggregates, and
+# floating-point summation is order dependent. So the core encodes every value as a handful of
+# exact integers ("limbs"), the engines only ever add (or min/max) int64s, which is associative
+# and therefore order independent, and the core decodes the integer sums with a single, correct
+# rounding. Everything on the fast paths is column-vectorised numpy: these run over 10M-row arrays.
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "LIMB_BITS",
+    "MAX_SUM_ROWS",
+    "LimbEncoding",
+    "encode_float_limbs",
+    "encode_float_square_limbs",
+    "encode_int_limbs",
+    "exact_sample_variance",
+    "float_from_order_key",
+    "float_order_key",
+    "round_limb_sums",
+    "round_limb_sums_to_int",
+]
+
+LIMB_BITS: Final[int] = 32
+"""Width of one limb: every encoded limb satisfies |limb| < 2**LIMB_BITS."""
+
+MAX_SUM_ROWS: Final[int] = 2**31
+"""Largest number of rows whose limbs may be summed in int64 without overflow.
+
+Every limb produced here has |limb| <= 2**32 - 1, so a sum over N <= 2**31 rows is bounded by
+2**63 - 2**31 < 2**63. (Prefix-sum differences are also fine past this bound if the engine's
+int64 arithmetic wraps silently, because the wanted window sum itself still fits.)"""
+
+_U32: Final = np.uint64(0xFFFF_FFFF)
+_I32: Final = np.int64(0xFFFF_FFFF)
+_LOW63: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+_TWO53: Final = 9007199254740992.0  # 2.0**53
+_MIN_EXP: Final = -1074  # exponent of the smallest subnormal, 2**-1074
+_PAD: Final = 3  # zero digits appended so a 64-bit window read never indexes out of range
+_U: Final = np.uint64
+
+
+@dataclass(frozen=True, eq=False)
+class LimbEncoding:
+    """Exact integer encoding of a 1-D array of numbers as int64 limbs.
+
+    Invariant: ``value[i] == sum_k limbs[i, k] * 2**(limb_bits * k + base_exp)`` exactly, every
+    ``|limbs[i, k]| < 2**limb_bits`` and all limbs of a row share the value's sign (a negative value
+    has all limbs <= 0). Hence summing ``limbs`` column-wise in int64 over any subset of at most
+    ``MAX_SUM_ROWS`` rows gives, after ``round_limb_sums(sums, base_exp)``, the exact subset sum
+    rounded once. ``eq=False`` because array fields make ``==`` ambiguous.
+    """
+
+    limbs: npt.NDArray[np.int64]  # shape (n, K), K >= 1
+    base_exp: int
+    limb_bits: int = LIMB_BITS
+
+    @property
+    def n_limbs(self) -> int:
+        """Number of limb columns K."""
+        return int(self.limbs.shape[1])
+
+
+# --------------------------------------------------------------------------- order keys
+
+
+def float_order_key(x: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Map floats to int64 keys whose integer order is IEEE 754 totalOrder.
+
+    Promises, for non-NaN inputs: ``-inf < ... < -0.0 < +0.0 < ... < +inf`` strictly, so
+    ``min``/``max`` over keys picks the same element regardless of engine, and
+    ``float_from_order_key`` inverts it bit for bit. NaNs get keys outside that range (positive
+    NaNs above +inf, negative ones below -inf), as totalOrder prescribes. Any shape is accepted.
+    Raises TypeError for non-floating input (float16/float32 are widened exactly first).
+    """
+    a = _as_float64(x, "float_order_key")
+    bits = a.view(np.int64)
+    # Negative floats are sign-magnitude: flipping the 63 low bits turns "bigger magnitude"
+    # into "smaller integer" while the set sign bit keeps them below every positive key.
+    return bits ^ ((bits >> 63) & _LOW63)
+
+
+def float_from_order_key(k: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Exact inverse of ``float_order_key`` (bit-exact, including -0.0 and NaN payloads).
+
+    Raises TypeError unless ``k`` has a signed integer dtype.
+    """
+    a = np.asarray(k)
+    if a.dtype.kind != "i":
+        raise TypeError(f"float_from_order_key: expected signed int64 keys, got dtype {a.dtype}")
+    bits = a.astype(np.int64, copy=False)
+    # The map is an involution: the flip never touches bit 63, so the same test undoes it.
+    return (bits ^ ((bits >> 63) & _LOW63)).view(np.float64)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
+    """Encode finite floats exactly as int64 limbs (see ``LimbEncoding`` for the invariant).
+
+    ``base_exp`` is the exponent of the lowest set bit over all nonzero values (0 when there are
+    none), and K is the fewest 32-bit limbs holding the largest value at that scale (at least 1).
+    Subnormals and huge magnitude spans work; a span of 1e-300..1e300 needs ~64 limbs.
+    ±0.0 both encode to all-zero limbs (sums therefore decode to +0.0).
+    Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
+    """
+    a = _as_float64_1d(x, "encode_float_limbs")
+    neg, mant, lsb, top, nonzero = _decompose(a)
+    base = _min_or_zero(lsb, nonzero)
+    shift = np.where(nonzero, lsb - base, 0)
+    n_bits = _max_or_zero(top - base, nonzero)  # every |value| < 2**(top - base) at scale base
+    k = max(1, -(-n_bits // LIMB_BITS))
+
+    # mant < 2**53 and the in-limb offset r < 32, so mant << r < 2**85 spans 3 limbs at most.
+    q = shift >> 5
+    r = (shift & 31).astype(_U)
+    p0 = (mant << r) & _U32
+    p1 = ((mant << r) >> _U(32)) & _U32
+    # Bits 64.. of mant << r are mant >> (64 - r); numpy shifts by 64 are undefined, so shift
+    # in two steps, which yields 0 for r == 0 as wanted.
+    p2 = (mant >> (_U(63) - r)) >> _U(1)
+
+    limbs = np.zeros((a.size, k), dtype=np.int64)
+    sign = np.where(neg, np.int64(-1), np.int64(1))
+    _scatter_add(limbs, q, [p0, p1, p2], sign)
+    return LimbEncoding(limbs=limbs, base_exp=base)
+
+
+def encode_float_square_limbs(x: npt.ArrayLike) -> LimbEncoding:
+    """Encode the exact squares ``x[i]**2`` of finite floats as int64 limbs.
+
+    Each square is the 106-bit integer ``m**2`` times ``2**(2 * e)``; it is computed exactly from
+    32-bit partial products and carry-normalised, so the same bound as ``encode_float_limbs``
+    holds: ``0 <= limbs < 2**32``, and column sums over up to ``MAX_SUM_ROWS`` rows are exact in
+    int64. ``base_exp`` is twice that of ``encode_float_limbs(x)``. Squares far below the
+    smallest subnormal are represented exactly too (no underflow happens here).
+    Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
+    """
+    a = _as_float64_1d(x, "encode_float_square_limbs")
+    _neg, mant, lsb, top, nonzero = _decompose(a)
+    base = _min_or_zero(lsb, nonzero)
+    shift = np.where(nonzero, 2 * (lsb - base), 0)
+    n_bits = 2 * _max_or_zero(top - base, nonzero)
+    k = max(1, -(-n_bits // LIMB_BITS))
+
+    # m = hi * 2**32 + lo with hi < 2**21: m**2 = hi**2 * 2**64 + 2*hi*lo * 2**32 + lo**2, each
+    # partial product fitting uint64 (< 2**42, < 2**54, < 2**64 respectively).
+    hi = mant >> _U(32)
+    lo = mant & _U32
+    q = shift >> 5
+    r = (shift & 31).astype(_U)
+    a0, a1, a2 = _split3(lo * lo, r)
+    b0, b1, b2 = _split3(_U(2) * hi * lo, r)
+    c0, c1, c2 = _split3(hi * hi, r)
+    # Local digits at columns q..q+4; each sum is < 3 * 2**32, so propagate carries now to get
+    # proper 32-bit digits (m**2 << r < 2**137 fits the five of them).
+    d = [a0, a1 + b0, a2 + b1 + c0, b2 + c1, c2]
+    for j in range(4):
+        d[j + 1] += d[j] >> _U(32)
+        d[j] &= _U32
+
+    limbs = np.zeros((a.size, k), dtype=np.int64)
+    _scatter_add(limbs, q, d, None)
+    return LimbEncoding(limbs=limbs, base_exp=2 * base)
+
+
+def encode_int_limbs(x: npt.ArrayLike) -> LimbEncoding:
+    """Encode integers exactly as two int64 limbs: low 32 bits and the high part, base_exp 0.
+
+    Sign-magnitude, so both limbs carry the value's sign and |limb| < 2**32 (INT64_MIN encodes as
+    ``[0, -2**31]``). Any integer dtype is accepted, including uint64 values above INT64_MAX.
+    Raises ValueError if ``x`` is not 1-D, TypeError if it is not an integer dtype.
+    """
+    a = np.asarray(x)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"encode_int_limbs: expected an integer dtype, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"encode_int_limbs: expected a 1-D array, got shape {a.shape}")
+    if a.dtype.kind == "u":
+        mag = a.astype(_U)
+        neg = np.zeros(a.shape, dtype=bool)
+    else:
+        s = a.astype(np.int64)
+        neg = s < 0
+        # Negate in uint64 so INT64_MIN's magnitude 2**63 is representable (no wrap to itself).
+        u = s.view(_U)
+        mag = np.where(neg, ~u + _U(1), u)
+    limbs = np.empty((a.size, 2), dtype=np.int64)
+    low = (mag & _U32).view(np.int64)
+    high = (mag >> _U(32)).view(np.int64)
+    limbs[:, 0] = np.where(neg, -low, low)
+    limbs[:, 1] = np.where(neg, -high, high)
+    return LimbEncoding(limbs=limbs, base_exp=0)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def round_limb_sums(
+    sums: npt.ArrayLike, base_exp: int, limb_bits: int = LIMB_BITS
+) -> npt.NDArray[np.float64]:
+    """Decode limb sums to float64, correctly rounded (round half to even), one result per row.
+
+    Row i denotes ``sum_k sums[i, k] * 2**(limb_bits * k + base_exp)``; any int64 contents are
+    accepted (limbs need not be normalised or sign-consistent). Promises: the nearest float64
+    with ties to even, subnormal results included; magnitudes >= 2**1024 - 2**970 give ±inf; an
+    exact zero gives +0.0 (never -0.0), while a nonzero negative value too small to represent
+    rounds to -0.0 as IEEE prescribes (impossible for sums of ``encode_float_limbs`` limbs, which
+    are multiples of 2**-1074). Raises ValueError unless ``sums`` is 2-D and ``limb_bits`` is 32,
+    TypeError unless it is an integer array.
+    """
+    s = _as_sums(sums, limb_bits, "round_limb_sums")
+    digits, neg = _sign_magnitude(s)
+    n_dig = s.shape[1] + 1
+    bit_len = _bit_length(digits, n_dig)
+
+    # Bits below the kept LSB are dropped: the LSB is 52 below the top bit for normal results,
+    # but never below 2**-1074 (subnormal range, where precision shrinks).
+    drop = np.maximum(bit_len - 53, _MIN_EXP - base_exp)
+    sh = np.maximum(drop, 0)
+    has_guard = sh > 0
+    window, sticky = _window64(digits, np.maximum(sh - 1, 0), n_dig)
+    # With a guard bit, window = floor(mag / 2**(sh-1)) < 2**54; without, window = mag < 2**53.
+    guard = has_guard & ((window & _U(1)) != 0)
+    kept = np.where(has_guard, window >> _U(1), window)
+    up = guard & (sticky | ((kept & _U(1)) != 0))
+    kept = kept + up.astype(_U)  # may become 2**53: still exact in float64
+
+    # kept * 2**exp is exact (kept <= 2**53, exp >= -1074) or overflows to inf in ldexp; the clip
+    # only keeps the exponent inside int32 where the result is inf (or 0 * 2**big) anyway.
+    exp = np.minimum(base_exp + sh, 4096).astype(np.int32)
+    with np.errstate(over="ignore"):  # overflow to ±inf is the specified result, not an error
+        mag = np.ldexp(kept.astype(np.float64), exp)
+    return np.where(neg, -mag, mag)
+
+
+def round_limb_sums_to_int(
+    sums: npt.ArrayLike, base_exp: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Decode integer limb sums exactly to int64, returning ``(values, overflow_mask)``.
+
+    Row i denotes ``sum_k sums[i, k] * 2**(32 * k + base_exp)``. Where that integer fits int64 it
+    is returned exactly and the mask is False; otherwise the mask is True and the value is 0.
+    Raises ValueError unless ``sums`` is 2-D, or if ``base_exp < 0`` and some row is not an
+    integer; TypeError unless ``sums`` is an integer array.
+    """
+    s = _as_sums(sums, LIMB_BITS, "round_limb_sums_to_int")
+    digits, neg = _sign_magnitude(s)
+    n_dig = s.shape[1] + 1
+    bit_len = _bit_length(digits, n_dig)
+    pos = np.full(s.shape[0], max(-base_exp, 0), dtype=np.int64)
+    window, frac = _window64(digits, pos, n_dig)
+    if base_exp < 0 and bool(frac.any()):
+        bad = np.flatnonzero(frac)[:5].tolist()
+        raise ValueError(
+            f"round_limb_sums_to_int: rows {bad} are not integers at base_exp {base_exp}"
+        )
+    value_bits = np.where(bit_len > 0, bit_len + base_exp, 0)
+    # Shifting by >= 64 is undefined in numpy; such rows overflow anyway (value_bits > 64).
+    u = window << _U(min(max(base_exp, 0), 63))
+    fits = (value_bits <= 63) | ((value_bits == 64) & neg & (u == _U(2**63)))
+    values = np.where(neg, ~u + _U(1), u).view(np.int64)
+    overflow = ~fits
+    values[overflow] = 0
+    return values, overflow
+
+
+def exact_sample_variance(
+    n: npt.ArrayLike,
+    s1: npt.ArrayLike,
+    base1: int,
+    s2: npt.ArrayLike,
+    base2: int,
+) -> npt.NDArray[np.float64]:
+    """Sample variance from exact limb sums, rounded once and correctly to float64.
+
+    Row i: with count ``n[i]``, value sum ``S1`` (limb sums ``s1[i]`` at ``base1``) and sum of
+    squares ``S2`` (``s2[i]`` at ``base2``, e.g. from ``encode_float_square_limbs``), returns the
+    exact rational ``(n*S2 - S1**2) / (n*(n-1))`` correctly rounded (ties to even; +inf if it
+    overflows). Rows with ``n < 2`` get NaN, which the caller turns into null. The sample stddev
+    is ``np.sqrt`` of this: sqrt is correctly rounded in IEEE 754, so it is deterministic across
+    engines too (it is the rounded sqrt of the rounded variance, not of the exact one).
+    Per-row Python integers: slower than the other kernels, but only run once per output row.
+    Raises ValueError on shape mismatches or if a row's sums are inconsistent (n*S2 < S1**2),
+    TypeError on non-integer inputs.
+    """
+    counts = np.asarray(n)
+    if counts.dtype.kind not in "iu":
+        raise TypeError(f"exact_sample_variance: n must be integers, got dtype {counts.dtype}")
+    if counts.ndim != 1:
+        raise ValueError(f"exact_sample_variance: n must be 1-D, got shape {counts.shape}")
+    a1 = _as_sums(s1, LIMB_BITS, "exact_sample_variance(s1)")
+    a2 = _as_sums(s2, LIMB_BITS, "exact_sample_variance(s2)")
+    if not (a1.shape[0] == a2.shape[0] == counts.shape[0]):
+        raise ValueError(
+            "exact_sample_variance: row counts differ: "
+            f"n {counts.shape[0]}, s1 {a1.shape[0]}, s2 {a2.shape[0]}"
+        )
+    out = np.full(counts.shape[0], np.nan, dtype=np.float64)
+    rows = np.flatnonzero(counts >= 2)
+    # Scale both terms to a common power of two so the numerator is an integer.
+    common = min(base2, 2 * base1)
+    up2, up1 = base2 - common, 2 * base1 - common
+    for i, cnt, r1, r2 in zip(
+        rows.tolist(),
+        counts[rows].tolist(),
+        a1[rows].tolist(),
+        a2[rows].tolist(),
+        strict=True,
+    ):
+        total1 = _row_to_int(r1)
+        total2 = _row_to_int(r2)
+        num = ((cnt * total2) << up2) - ((total1 * total1) << up1)
+        if num < 0:
+            raise ValueError(f"exact_sample_variance: row {i} has n*S2 < S1**2 (inconsistent sums)")
+        den = cnt * (cnt - 1)
+        if common >= 0:
+            num <<= common
+        else:
+            den <<= -common
+        out[i] = _ratio_to_float(num, den)
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_float64(x: npt.ArrayLike, who: str) -> npt.NDArray[np.float64]:
+    a = np.asarray(x)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{who}: expected a floating dtype, got {a.dtype}")
+    return a.astype(np.float64, copy=False)  # widening float16/32 is exact
+
+
+def _as_float64_1d(x: npt.ArrayLike, who: str) -> npt.NDArray[np.float64]:
+    a = _as_float64(x, who)
+    if a.ndim != 1:
+        raise ValueError(f"{who}: expected a 1-D array, got shape {a.shape}")
+    finite = np.isfinite(a)
+    if not bool(finite.all()):
+        n_nan = int(np.isnan(a).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise ValueError(
+            f"{who}: only finite values can be encoded exactly, "
+            f"found {n_nan} NaN and {n_inf} infinite value(s)"
+        )
+    return a
+
+
+def _as_sums(sums: npt.ArrayLike, limb_bits: int, who: str) -> npt.NDArray[np.int64]:
+    if limb_bits != LIMB_BITS:
+        raise ValueError(f"{who}: only limb_bits={LIMB_BITS} is supported, got {limb_bits}")
+    a = np.asarray(sums)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{who}: expected integer limb sums, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{who}: expected a 2-D (rows, limbs) array, got shape {a.shape}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > 2**63 - 1:
+        raise ValueError(f"{who}: uint64 limb sums above INT64_MAX are not supported")
+    return a.astype(np.int64, copy=False)
+
+
+def _decompose(
+    a: npt.NDArray[np.float64],
+) -> tuple[
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.bool_],
+]:
+    """Split finite x into sign, odd mantissa m, lsb exponent e and top with |x| = m*2**e < 2**top."""
+    frac, top = np.frexp(a)  # |frac| in [0.5, 1) for nonzero, subnormals normalised too
+    nonzero = frac != 0.0
+    mant = (np.abs(frac) * _TWO53).astype(_U)  # exact integer in [2**52, 2**53)
+    # Strip trailing zero bits so base_exp is the lowest *set* bit: fewer limbs, e.g. base 0 for
+    # integer-valued data. The lowest set bit is a power of two <= 2**52, so its float is exact.
+    low_bit = mant & (~mant + _U(1))
+    tz = np.frexp(low_bit.astype(np.float64))[1].astype(np.int64) - 1
+    tz = np.where(nonzero, tz, 0)
+    mant >>= tz.astype(_U)
+    top64 = top.astype(np.int64)
+    lsb = top64 - 53 + tz
+    return frac < 0.0, mant, lsb, top64, nonzero
+
+
+def _min_or_zero(v: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> int:
+    return int(v.min(where=mask, initial=np.iinfo(np.int64).max)) if bool(mask.any()) else 0
+
+
+def _max_or_zero(v: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> int:
+    return int(v.max(where=mask, initial=0)) if v.size else 0
+
+
+def _split3(
+    v: npt.NDArray[np.uint64], r: npt.NDArray[np.uint64]
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Three 32-bit digits of ``v << r`` for v < 2**64, 0 <= r < 32 (so v << r < 2**96)."""
+    shifted = v << r  # uint64 keeps exactly bits 0..63 of the true product
+    return shifted & _U32, shifted >> _U(32), (v >> (_U(63) - r)) >> _U(1)
+
+
+def _scatter_add(
+    limbs: npt.NDArray[np.int64],
+    first_col: npt.NDArray[np.int64],
+    parts: list[npt.NDArray[np.uint64]],
+    sign: npt.NDArray[np.int64] | None,
+) -> None:
+    """Add ``parts[j]`` (each < 2**32) into ``limbs[i, first_col[i] + j]``, in place.
+
+    Columns past the last one are clamped onto it: the caller guarantees those parts are zero
+    (the value fits in K limbs), and adding zero is harmless. One row gets one write per part,
+    so the fancy-indexed ``+=`` never sees duplicate indices.
+    """
+    n, k = limbs.shape
+    flat = limbs.reshape(-1)
+    row_start = np.arange(n, dtype=np.int64) * k
+    for j, part in enumerate(parts):
+        col = np.minimum(first_col + j, k - 1)
+        vals = part.view(np.int64)
+        if sign is not None:
+            vals = vals * sign
+        flat[row_start + col] += vals
+
+
+def _sign_magnitude(
+    s: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """Carry-normalise limb sums into sign and 32-bit magnitude digits.
+
+    Returns ``digits`` of shape (K + 1 + _PAD, m), digit-major so each digit row is contiguous,
+    holding |value| in base 2**32 (the extra digit absorbs the final carry; the pad is zero).
+    """
+    m, k = s.shape
+    digits = np.zeros((k + 1 + _PAD, m), dtype=_U)
+    carry = np.zeros(m, dtype=np.int64)
+    for j in range(k):
+        col = s[:, j]
+        # Split the limb before adding the carry so no intermediate can overflow int64: the
+        # carry stays within [-2**31 - 1, 2**31] and t within (-2**32, 2**33).
+        t = (col & _I32) + carry
+        digits[j] = (t & _I32).view(_U)
+        carry = (col >> 32) + (t >> 32)
+    neg = carry < 0
+    # |value| <= (2**31 + 1) * 2**(32k) < 2**(32(k+1)), so k+1 digits hold the magnitude and a
+    # two's-complement negation over them (invert, add one) is exact for negative rows.
+    digits[k] = (carry & _I32).view(_U)
+    if bool(neg.any()):
+        flip = neg.astype(_U) * _U32
+        inc = neg.astype(_U)
+        for j in range(k + 1):
+            t = (digits[j] ^ flip) + inc
+            digits[j] = t & _U32
+            inc = t >> _U(32)
+    return digits, neg
+
+
+def _bit_length(digits: npt.NDArray[np.uint64], n_dig: int) -> npt.NDArray[np.int64]:
+    """Bit length of each column's magnitude (0 for zero)."""
+    m = digits.shape[1]
+    top_idx = np.full(m, -1, dtype=np.int64)
+    for j in range(n_dig):
+        top_idx[digits[j] != 0] = j
+    nonzero = top_idx >= 0
+    idx = np.maximum(top_idx, 0)
+    top_digit = digits[idx, np.arange(m)]
+    # A digit < 2**32 converts to float64 exactly, so frexp's exponent is its bit length.
+    bl = np.frexp(top_digit.astype(np.float64))[1].astype(np.int64)
+    return np.where(nonzero, 32 * idx + bl, 0)
+
+
+def _window64(
+    digits: npt.NDArray[np.uint64], pos: npt.NDArray[np.int64], n_dig: int
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """Bits [pos, pos + 64) of each magnitude, and whether any bit below ``pos`` is set."""
+    m = digits.shape[1]
+    cols = np.arange(m)
+    # Past the top digit the window is all zero; clamping onto the zero pad keeps indices valid
+    # and the sticky test below still covers every real digit.
+    j = np.minimum(pos >> 5, n_dig)
+    r = (pos & 31).astype(_U)
+    d0 = digits[j, cols]
+    d1 = digits[j + 1, cols]
+    d2 = digits[j + 2, cols]
+    window = (d0 >> r) | (d1 << (_U(32) - r)) | ((d2 << (_U(63) - r)) << _U(1))
+    sticky = (d0 & ((_U(1) << r) - _U(1))) != 0
+    for i in range(n_dig):
+        sticky |= (digits[i] != 0) & (i < j)
+    return window, sticky
+
+
+def _row_to_int(row: list[int]) -> int:
+    return sum(v << (LIMB_BITS * k) for k, v in enumerate(row))
+
+
+def _ratio_to_float(num: int, den: int) -> float:
+    """num/den correctly rounded for den > 0, ±inf on overflow.
+
+    CPython's int true division is correctly rounded (ties to even, subnormals included) and
+    raises OverflowError exactly when the rounded result would be infinite.
+    """
+    try:
+        return num / den
+    except OverflowError:
+        return math.inf if num > 0 else -math.inf  # copysign would convert the huge int
