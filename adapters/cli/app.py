@@ -84,6 +84,9 @@ def _run(action: Callable[[], int], debug: bool, as_json: bool) -> int:
         if as_json:
             print(jsonlib.dumps({"error": exc.to_dict()}, indent=2, default=str))
         print(f"error: {exc.message}", file=sys.stderr)
+        known = exc.data.get("known") if isinstance(exc.data, dict) else None
+        if exc.kind == "not_found" and known and "did you mean" not in exc.message:
+            print(f"known: {', '.join(map(str, known))}", file=sys.stderr)
         if exc.kind == "invalid_catalog" and isinstance(exc.data, list):
             for err in exc.data:
                 print(_located(err), file=sys.stderr)

@@ -163,7 +163,18 @@ def test_order_key_roundtrip_and_monotone(xs: list[float]) -> None:
 
 
 def test_order_key_special_values_strictly_increasing() -> None:
-    ordered = [-math.inf, -MAX_FLOAT, -1.0, -MIN_NORMAL, -MIN_SUB, -0.0, 0.0, MIN_SUB, 1.0, math.inf]
+    ordered = [
+        -math.inf,
+        -MAX_FLOAT,
+        -1.0,
+        -MIN_NORMAL,
+        -MIN_SUB,
+        -0.0,
+        0.0,
+        MIN_SUB,
+        1.0,
+        math.inf,
+    ]
     keys = float_order_key(np.array(ordered)).tolist()
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     assert keys[5] == -1 and keys[6] == 0
@@ -200,7 +211,10 @@ def test_float_limbs_are_exact(xs: list[float]) -> None:
 @given(floats_and_masks())
 def test_subset_sums_correctly_rounded(case: tuple[list[float], list[list[bool]]]) -> None:
     xs, masks = case
-    want = [ref_round(sum((Fraction(x) for x, m in zip(xs, mk, strict=True) if m), Fraction(0))) for mk in masks]
+    want = [
+        ref_round(sum((Fraction(x) for x, m in zip(xs, mk, strict=True) if m), Fraction(0)))
+        for mk in masks
+    ]
     assert_same_bits(float_sums(xs, masks), want)
 
 
@@ -213,14 +227,18 @@ def test_window_sums_via_prefix_differences(a: np.ndarray) -> None:
     w = 5
     lo = np.maximum(np.arange(a.size) - w + 1, 0)
     got = round_limb_sums(prefix[np.arange(a.size) + 1] - prefix[lo], enc.base_exp)
-    want = [ref_round(sum(map(Fraction, a[lo[i] : i + 1].tolist()), Fraction(0))) for i in range(a.size)]
+    want = [
+        ref_round(sum(map(Fraction, a[lo[i] : i + 1].tolist()), Fraction(0))) for i in range(a.size)
+    ]
     assert_same_bits(got, want)
 
 
 @FAST
 @given(
     st.lists(
-        st.lists(st.one_of(st.integers(INT64_MIN, INT64_MAX), st.integers(-8, 8)), min_size=1, max_size=5),
+        st.lists(
+            st.one_of(st.integers(INT64_MIN, INT64_MAX), st.integers(-8, 8)), min_size=1, max_size=5
+        ),
         min_size=1,
         max_size=6,
     ).filter(lambda rows: len({len(r) for r in rows}) == 1),
@@ -351,7 +369,10 @@ def test_square_limbs_exact_and_sums_rounded(case: tuple[list[float], list[list[
         assert enc.base_exp == 2 * encode_float_limbs(np.array(xs)).base_exp
     sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
     got = round_limb_sums(sel @ enc.limbs, enc.base_exp)
-    want = [ref_round(sum((Fraction(x) ** 2 for x, m in zip(xs, mk, strict=True) if m), Fraction(0))) for mk in masks]
+    want = [
+        ref_round(sum((Fraction(x) ** 2 for x, m in zip(xs, mk, strict=True) if m), Fraction(0)))
+        for mk in masks
+    ]
     assert_same_bits(got, want)
 
 
@@ -360,14 +381,23 @@ def test_square_limbs_exact_and_sums_rounded(case: tuple[list[float], list[list[
 
 @FAST
 @given(
-    st.lists(st.one_of(st.integers(INT64_MIN, INT64_MAX), st.sampled_from([INT64_MIN, INT64_MAX, -1, 0, 1])), max_size=20),
+    st.lists(
+        st.one_of(
+            st.integers(INT64_MIN, INT64_MAX), st.sampled_from([INT64_MIN, INT64_MAX, -1, 0, 1])
+        ),
+        max_size=20,
+    ),
     st.data(),
 )
 def test_int_limb_sums_match_python(xs: list[int], data: st.DataObject) -> None:
     enc = encode_int_limbs(np.array(xs, dtype=np.int64))
     assert enc.base_exp == 0 and enc.limbs.shape == (len(xs), 2)
     check_invariant(enc, [Fraction(x) for x in xs])
-    masks = data.draw(st.lists(st.lists(st.booleans(), min_size=len(xs), max_size=len(xs)), min_size=1, max_size=4))
+    masks = data.draw(
+        st.lists(
+            st.lists(st.booleans(), min_size=len(xs), max_size=len(xs)), min_size=1, max_size=4
+        )
+    )
     sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
     values, overflow = round_limb_sums_to_int(sel @ enc.limbs)
     for mk, v, o in zip(masks, values.tolist(), overflow.tolist(), strict=True):
@@ -432,7 +462,9 @@ def test_variance_matches_fraction_formula(case: tuple[list[float], list[list[bo
     a = np.array(xs, dtype=np.float64)
     e1, e2 = encode_float_limbs(a), encode_float_square_limbs(a)
     sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
-    got = exact_sample_variance(sel.sum(axis=1), sel @ e1.limbs, e1.base_exp, sel @ e2.limbs, e2.base_exp)
+    got = exact_sample_variance(
+        sel.sum(axis=1), sel @ e1.limbs, e1.base_exp, sel @ e2.limbs, e2.base_exp
+    )
     for row, mk in zip(got.tolist(), masks, strict=True):
         want = ref_variance([x for x, m in zip(xs, mk, strict=True) if m])
         if math.isnan(want):
@@ -454,7 +486,9 @@ def test_variance_edge_cases() -> None:
         ],
         dtype=np.int64,
     )
-    got = exact_sample_variance(sel.sum(axis=1), sel @ e1.limbs, e1.base_exp, sel @ e2.limbs, e2.base_exp)
+    got = exact_sample_variance(
+        sel.sum(axis=1), sel @ e1.limbs, e1.base_exp, sel @ e2.limbs, e2.base_exp
+    )
     assert bits(got[0]) == bits(7 / 3)
     assert got[1] == math.inf
     assert bits(got[2]) == 0

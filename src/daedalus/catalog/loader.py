@@ -70,9 +70,17 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 class _Doc:
     """One YAML document being checked: collects errors located by its nodes' marks."""
 
-    def __init__(self, file: str, errors: list[CatalogError]) -> None:
+    def __init__(
+        self, file: str, errors: list[CatalogError], lines: list[str] | None = None
+    ) -> None:
         self.file = file
         self.errors = errors
+        self.lines = lines or []
+
+    def quote_width(self, pos: tuple[int, int]) -> int:
+        """1 when the scalar at `pos` starts with a quote (its text begins one column later)."""
+        line = self.lines[pos[0]] if 0 <= pos[0] < len(self.lines) else ""
+        return 1 if pos[1] < len(line) and line[pos[1]] in "'\"" else 0
 
     def error(self, pos: tuple[int, int], message: str, hint: str | None = None) -> None:
         self.errors.append(CatalogError(self.file, pos[0] + 1, pos[1] + 1, message, hint))
@@ -224,7 +232,8 @@ def _check_schema(doc: _Doc, node: CommentedMap, key: str, what: str) -> dict[st
         try:
             types[str(col)] = parse_dtype(dtype)
         except DTypeError as exc:
-            doc.error((pos[0], pos[1] + exc.column), f"column {col!r}: {exc.message}", exc.hint)
+            offset = doc.quote_width(pos) + exc.column
+            doc.error((pos[0], pos[1] + offset), f"column {col!r}: {exc.message}", exc.hint)
     return types
 
 
@@ -294,7 +303,11 @@ def _check_features(
             doc.error(pos, f"a feature must be a column name or a mapping, got {_kind_of(item)}")
             continue
         _register_name(doc, names, name, pos)
-        if column not in types:
+        if not isinstance(column, str):
+            doc.error(
+                col_pos, f"column of feature {name!r} must be a column name, got {_kind_of(column)}"
+            )
+        elif column not in types:
             doc.error(
                 col_pos, f"feature {name!r} reads column {column!r}, which the schema lacks",
                 _did_you_mean(str(column), types),
@@ -371,7 +384,12 @@ def _check_aggregations(
             continue
         function = AggFunction(fn_text)
         column = agg.get("column")
-        if column is not None and column not in types:
+        if column is not None and not isinstance(column, str):
+            doc.error(
+                doc.value_pos(agg, "column"),
+                f"column of {name!r} must be a column name, got {_kind_of(column)}",
+            )
+        elif column is not None and column not in types:
             doc.error(
                 doc.value_pos(agg, "column"), f"aggregation {name!r} reads column {column!r}, which the schema lacks",
                 _did_you_mean(str(column), types),
@@ -402,9 +420,9 @@ def _check_aggregations(
 
 
 def _check_view(doc: _Doc, node: CommentedMap, entities: dict[str, Entity]) -> bool:
+    start = len(doc.errors)  # before the key check: an unknown key makes the document invalid
     if not doc.keys(node, _VIEW_KEYS, "feature_view"):
         return False
-    start = len(doc.errors)
     doc.name(node, "name", "view name")
     entity_names = _check_entities(doc, node, entities)
     types = _check_schema(doc, node, "schema", "schema")
@@ -435,11 +453,17 @@ def _check_view(doc: _Doc, node: CommentedMap, entities: dict[str, Entity]) -> b
 
 
 def _check_store(doc: _Doc, node: CommentedMap, entities: dict[str, Entity]) -> bool:
+    start = len(doc.errors)  # before the key check: an unknown key makes the document invalid
     if not doc.keys(node, _STORE_KEYS, "embedding_store"):
         return False
-    start = len(doc.errors)
     doc.name(node, "name", "embedding store name")
-    _check_entities(doc, node, entities)
+    if isinstance(node.get("entity"), str):
+        _check_entities(doc, node, entities)
+    else:
+        doc.error(
+            doc.value_pos(node, "entity"),
+            f"an embedding store is keyed by one entity name, got {_kind_of(node.get('entity'))}",
+        )
     for key in ("path", "id_column", "vector_column"):
         doc.string(node, key, key)
     dim = node.get("dim")
@@ -452,9 +476,9 @@ def _check_store(doc: _Doc, node: CommentedMap, entities: dict[str, Entity]) -> 
 
 def _check_service_shape(doc: _Doc, node: CommentedMap, entities: dict[str, Entity]) -> bool:
     """Per-document checks of a service; cross-references are checked once all files are read."""
+    start = len(doc.errors)  # before the key check: an unknown key makes the document invalid
     if not doc.keys(node, _SERVICE_KEYS, "feature_service"):
         return False
-    start = len(doc.errors)
     doc.name(node, "name", "service name")
     spine = node.get("spine")
     if doc.mapping(spine, doc.value_pos(node, "spine"), "spine") and doc.keys(
@@ -531,7 +555,14 @@ def _check_service_refs(
             doc.error(
                 pos,
                 f"view {view.name!r} is keyed on {', '.join(missing)}, which the spine lacks",
-                f"add the entity to the spine: entity: {list(service.spine.entities) + list(view.entities)}",
+                "add the entity to the spine: entity: ["
+                + ", ".join(
+                    [
+                        *service.spine.entities,
+                        *(e for e in view.entities if e not in service.spine.entities),
+                    ]
+                )
+                + "]",
             )
         if ref.feature == "*":
             if ref.alias:
@@ -600,10 +631,13 @@ def _yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _read_documents(path: Path, label: str, errors: list[CatalogError]) -> list[Any]:
+def _read_documents(
+    path: Path, label: str, errors: list[CatalogError]
+) -> tuple[list[Any], list[str]]:
     yaml = YAML(typ="rt")
     try:
-        return [d for d in yaml.load_all(path.read_text(encoding="utf-8")) if d is not None]
+        text = path.read_text(encoding="utf-8")
+        return [d for d in yaml.load_all(text) if d is not None], text.splitlines()
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -612,7 +646,7 @@ def _read_documents(path: Path, label: str, errors: list[CatalogError]) -> list[
         )
     except UnicodeDecodeError as exc:
         errors.append(CatalogError(label, 1, 1, f"file is not UTF-8 text: {exc.reason}"))
-    return []
+    return [], []
 
 
 def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> LoadedDefinitions:
@@ -634,8 +668,9 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
     seen: dict[str, dict[str, Location]] = {k: {} for k in _KINDS}
     for path in files:
         label = str(path)
-        for node in _read_documents(path, label, errors):
-            doc = _Doc(label, errors)
+        nodes, lines = _read_documents(path, label, errors)
+        for node in nodes:
+            doc = _Doc(label, errors, lines)
             if not doc.mapping(node, (0, 0), "a definition document"):
                 continue
             kind = node.get("kind")

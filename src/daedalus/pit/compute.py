@@ -170,6 +170,8 @@ def _from_order_key(keys: np.ndarray, mask: np.ndarray, t: pa.DataType, lookup: 
         values = pa.array(exact.float_from_order_key(keys), pa.float64())
         return pc.cast(pc.if_else(mask_arr, pa.nulls(len(keys), pa.float64()), values), t)
     if lookup is not None:
+        if len(lookup) == 0:  # no values at all: every window is empty
+            return pa.nulls(len(keys), t)
         taken = lookup.take(pa.array(np.where(mask, keys, 0)))
         return pc.if_else(mask_arr, pa.nulls(len(keys), t), pc.cast(taken, t))
     if pa.types.is_unsigned_integer(t) and t.bit_width == 64:
@@ -409,9 +411,10 @@ class _Group:
         cache_key = ("rank", value_column)
         if cache_key not in self.cache:
             n = self.table.num_rows
+            # np.lexsort sorts by the last key first: key, ts, created, value, read position.
             sort_keys: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
             if value_column is not None:
-                sort_keys.insert(0, self.order_key(value_column)[0])
+                sort_keys.append(self.order_key(value_column)[0])
             if self.created is not None:
                 sort_keys.append(self.created)
             sort_keys.append(self.ts)
@@ -524,7 +527,7 @@ class _Planned:
         g = self.group
         rank_out = result[self.outputs["rank"]]
         found = _np(pc.is_valid(rank_out)).astype(bool)
-        rank, perm = g.rank(None)
+        _, perm = g.rank(None)
         rows = (
             perm[np.where(found, self._column(result, "rank"), 0)]
             if len(perm)
@@ -538,6 +541,10 @@ class _Planned:
             if len(perm)
             else pa.nulls(len(found), spec.output_type)
         )
+        if pa.types.is_floating(spec.output_type) and len(perm):
+            found &= ~np.isnan(
+                _np(pc.fill_null(values, 0.0)).astype(np.float64)
+            )  # NaN reads as null
         return _null_where(values, ~found, spec.output_type)
 
     def _decode_aggregation(self, spec: AggregationSpec, result: pa.Table) -> pa.Array:

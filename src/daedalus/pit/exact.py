@@ -123,11 +123,7 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
     # mant < 2**53 and the in-limb offset r < 32, so mant << r < 2**85 spans 3 limbs at most.
     q = shift >> 5
     r = (shift & 31).astype(_U)
-    p0 = (mant << r) & _U32
-    p1 = ((mant << r) >> _U(32)) & _U32
-    # Bits 64.. of mant << r are mant >> (64 - r); numpy shifts by 64 are undefined, so shift
-    # in two steps, which yields 0 for r == 0 as wanted.
-    p2 = (mant >> (_U(63) - r)) >> _U(1)
+    p0, p1, p2 = _split3(mant, r)
 
     limbs = np.zeros((a.size, k), dtype=np.int64)
     sign = np.where(neg, np.int64(-1), np.int64(1))
@@ -406,6 +402,8 @@ def _split3(
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     """Three 32-bit digits of ``v << r`` for v < 2**64, 0 <= r < 32 (so v << r < 2**96)."""
     shifted = v << r  # uint64 keeps exactly bits 0..63 of the true product
+    # Bits 64.. of v << r are v >> (64 - r), but numpy shifts by >= 64 are undefined (x86 masks
+    # the count), so shift in two steps, which correctly yields 0 for r == 0.
     return shifted & _U32, shifted >> _U(32), (v >> (_U(63) - r)) >> _U(1)
 
 

@@ -1,0 +1,1 @@
+"""The Polars engine: its implementation of the window kernel."""
