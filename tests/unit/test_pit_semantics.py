@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import ClassVar
 
 import pyarrow as pa
 import pytest
@@ -135,7 +136,7 @@ class TestAsOf:
 
 
 class TestFunctions:
-    rows = [
+    rows: ClassVar[list[dict]] = [
         {"user_id": 1, "event_ts": T - 40 * MINUTE, "x": 3.0, "action": "view", "n": 3},
         {"user_id": 1, "event_ts": T - 30 * MINUTE, "x": None, "action": "like", "n": None},
         {"user_id": 1, "event_ts": T - 20 * MINUTE, "x": math.nan, "action": "like", "n": 5},
