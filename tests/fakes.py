@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from daedalus.pit.compute import PitReport, compute_pit_table
 from daedalus.pit.kernel import WindowKernel, WindowRequest
 from daedalus.pit.spec import Engine, PitSpec
-from daedalus.ports import AggregatorPort, EmbeddingStorePort, EnricherPort, PoolRequest, SinkPort
+from daedalus.ports import (
+    AggregatorPort,
+    EmbeddingStorePort,
+    EnricherPort,
+    EnrichError,
+    EnrichResult,
+    PoolRequest,
+    SinkError,
+    SinkPort,
+)
 from tests.kernel_contract import reference_window_aggregate
 
 
@@ -81,45 +94,76 @@ class InMemoryEmbeddingStore(EmbeddingStorePort):
 
 
 class InMemoryEnricher(EnricherPort):
-    """Mean-pools vectors from in-memory stores, row by row."""
+    """Mean-pools vectors from in-memory stores, row by row; counts what it enriched."""
 
     def __init__(self, stores: dict[str, InMemoryEmbeddingStore]) -> None:
         self.stores = stores
         self.enriched_rows = 0
 
-    def store_versions(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
-        return {r.store: self.stores[r.store].version() for r in requests}
+    def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
+        missing = [r.store.name for r in requests if r.store.name not in self.stores]
+        if missing:
+            raise EnrichError(f"unknown store(s): {', '.join(missing)}")
+        return {r.store.name: self.stores[r.store.name].version() for r in requests}
 
-    def enrich(self, table: pa.Table, requests: Sequence[PoolRequest]) -> pa.Table:
+    def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
+        table = pq.read_table(source)
         self.enriched_rows += table.num_rows
         for req in requests:
-            store = self.stores[req.store]
+            store = self.stores[req.store.name]
             pooled: list[list[float] | None] = []
             for value in table[req.source].to_pylist():
                 ids = [] if value is None else (value if isinstance(value, list) else [value])
                 ids = [i for i in ids if i is not None]
                 vecs, found = store.lookup(np.asarray(ids, dtype=np.int64))
-                pooled.append(vecs[found].mean(axis=0).tolist() if found.any() else None)
-            table = table.append_column(req.name, pa.array(pooled, pa.list_(pa.float32(), req.dim)))
-        return table
+                mean = vecs[found].astype(np.float64).mean(axis=0) if found.any() else None
+                pooled.append(None if mean is None else mean.astype(np.float32).tolist())
+            table = table.append_column(
+                pa.field(req.name, pa.list_(pa.float32(), req.store.dim)),
+                pa.array(pooled, pa.list_(pa.float32(), req.store.dim)),
+            )
+        path = str(Path(dest_dir) / "part-00000.parquet")
+        pq.write_table(table, path)
+        return EnrichResult((path,), table.num_rows, self.check(requests))
 
 
 class InMemorySink(SinkPort):
-    """Days kept in dicts; `writes` lists every (service, day) committed."""
+    """Days kept in dicts (staging in a temp directory); `writes` lists every commit."""
 
     def __init__(self) -> None:
         self.owner: str | None = None
         self.days: dict[tuple[str, dt.date], tuple[pa.Table, dict[str, Any]]] = {}
         self.writes: list[tuple[str, dt.date]] = []
+        self.aborted = 0
+
+    def location(self, service: str) -> str:
+        return f"memory://{service}"
 
     def claim(self, service: str) -> None:
         if self.owner not in (None, service):
-            raise ValueError(f"output belongs to service {self.owner!r}")
+            raise SinkError(f"output belongs to service {self.owner!r}")
         self.owner = service
 
-    def write_day(
-        self, service: str, day: dt.date, table: pa.Table, manifest: dict[str, Any]
-    ) -> str:
+    def begin_day(self, service: str, day: dt.date) -> str:
+        return tempfile.mkdtemp(prefix=f"stage-{day}-")
+
+    def write_staged(self, staging: str, name: str, table: pa.Table) -> str:
+        path = Path(staging) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        return str(path)
+
+    def abort_day(self, staging: str) -> None:
+        self.aborted += 1
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def commit_day(self, service: str, day: dt.date, staging: str, manifest: dict[str, Any],
+                   schema: pa.Schema) -> str:  # fmt: skip
+        parts = sorted(Path(staging).glob("part-*.parquet"))
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        if not table.schema.remove_metadata().equals(schema):
+            raise SinkError(f"schema mismatch: {table.schema} != {schema}")
+        shutil.rmtree(staging)
         self.days[(service, day)] = (table, dict(manifest))
         self.writes.append((service, day))
         return f"memory://{service}/dt={day.isoformat()}"

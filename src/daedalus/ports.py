@@ -7,13 +7,28 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 import pyarrow as pa
 
 from daedalus.pit.compute import PitReport
 from daedalus.pit.spec import Engine, PitSpec
 
-__all__ = ["AggregatorPort", "EmbeddingStorePort", "EnricherPort", "PoolRequest", "SinkPort"]
+__all__ = [
+    "AggregatorPort",
+    "EmbeddingStorePort",
+    "EnrichError",
+    "EnrichResult",
+    "EnricherPort",
+    "PoolRequest",
+    "SinkError",
+    "SinkPort",
+    "StoreRef",
+]
+
+
+class EnrichError(ValueError):
+    """An embedding store that cannot serve a request (missing, wrong columns, wrong dim)."""
 
 
 class AggregatorPort(abc.ABC):
@@ -51,43 +66,98 @@ class EmbeddingStorePort(abc.ABC):
         """Vectors for `ids` (int64): a float32 array (len(ids), dim) and a found mask."""
 
 
+@attrs.frozen
+class StoreRef:
+    """Where an embedding store is and how to read it (resolved from an EmbeddingStoreDef)."""
+
+    name: str
+    path: str
+    id_column: str
+    vector_column: str
+    dim: int
+
+
+@attrs.frozen
 class PoolRequest:
-    """Append `name`: the mean store vector of the id(s) in column `source` (None if none found)."""
+    """Append column `name`: the mean of the store vectors of the id(s) in column `source`.
 
-    def __init__(self, name: str, source: str, store: str, dim: int) -> None:
-        self.name, self.source, self.store, self.dim = name, source, store, dim
+    `source` holds one id (an integer column) or several (a list of integers). Ids not in the
+    store are skipped; when none is found (or the list is empty or null) the result is null.
+    The mean is computed in float64 over the found vectors, then stored as float32.
+    """
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "store": self.store, "dim": self.dim}
+    name: str
+    source: str
+    store: StoreRef
+
+
+@attrs.frozen
+class EnrichResult:
+    """What an enrichment wrote: files, rows, and the version of each store it read."""
+
+    files: tuple[str, ...]
+    rows: int
+    store_versions: dict[str, str]
+    seconds: float = 0.0
 
 
 class EnricherPort(abc.ABC):
-    """Appends average-pooled embedding columns to a day's rows."""
+    """Appends average-pooled embedding columns to a day's rows, file to file."""
 
     @abc.abstractmethod
-    def enrich(self, table: pa.Table, requests: Sequence[PoolRequest]) -> pa.Table:
-        """`table` plus one fixed_size_list<float32>[dim] column per request, rows in order."""
+    def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
+        """Open every store the requests name and check it (id column, vector column, dim).
+
+        Returns each store's version; raises EnrichError naming the store and what is wrong.
+        Called before any day is computed, so a bad store fails the run before any write.
+        """
 
     @abc.abstractmethod
-    def store_versions(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
-        """The version of each store the requests read."""
+    def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
+        """Read the parquet file `source`, append one fixed_size_list<float32>[dim] column per
+        request (in request order, rows in their original order), write parquet files into
+        `dest_dir` (named `part-*.parquet`)."""
+
+
+class SinkError(ValueError):
+    """The output cannot take a write: owned by another service, or a day that breaks the contract."""
 
 
 class SinkPort(abc.ABC):
-    """Where a service's days are written: atomically, one directory per day, with a manifest."""
+    """Where a service's days are written: one directory per day, published atomically.
+
+    A day is built in a staging directory that readers never see, then published by one rename
+    together with its manifest. A crash at any point leaves either the previous state of the day
+    or the complete new one, never a mix, and stray staging directories are swept on `claim`.
+    """
 
     @abc.abstractmethod
     def claim(self, service: str) -> None:
         """Mark the output as the service's; raises SinkError if it belongs to another service."""
 
     @abc.abstractmethod
-    def write_day(
-        self, service: str, day: dt.date, table: pa.Table, manifest: dict[str, Any]
-    ) -> str:
-        """Write `table` as the day's data and `manifest` beside it, atomically; returns its path.
+    def location(self, service: str) -> str:
+        """Where the service's days are (a directory path or URL), for people to read."""
 
-        Either the whole new day is visible afterwards or (after a crash) the previous state is.
-        """
+    @abc.abstractmethod
+    def begin_day(self, service: str, day: dt.date) -> str:
+        """A new, empty staging directory for the day (a local path)."""
+
+    @abc.abstractmethod
+    def write_staged(self, staging: str, name: str, table: pa.Table) -> str:
+        """Write `table` as parquet file `name` inside a staging directory; returns its path."""
+
+    @abc.abstractmethod
+    def commit_day(
+        self, service: str, day: dt.date, staging: str, manifest: dict[str, Any], schema: pa.Schema
+    ) -> str:
+        """Check every staged file has exactly `schema`, then publish the staged files and the
+        manifest as the day, replacing any previous version atomically. Returns the day's path.
+        Raises SinkError (and publishes nothing) when a file's schema differs."""
+
+    @abc.abstractmethod
+    def abort_day(self, staging: str) -> None:
+        """Throw a staging directory away."""
 
     @abc.abstractmethod
     def read_manifest(self, service: str, day: dt.date) -> dict[str, Any] | None:

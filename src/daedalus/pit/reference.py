@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from daedalus.catalog.model import AggFunction
 from daedalus.pit.compute import spine_times, validate_spine
@@ -47,7 +48,7 @@ def _is_missing(v: Any) -> bool:
 class _Rows:
     """A source's rows as Python values, indexed by key."""
 
-    def __init__(self, spec: PitSpec, t_min: int, t_max: int) -> None:
+    def __init__(self, spec: PitSpec, spine: pa.Table) -> None:
         src = spec.source
         columns = [*spec.keys, src.timestamp]
         if src.created_timestamp:
@@ -57,6 +58,10 @@ class _Rows:
         else:
             columns += [f.column for f in spec.filters] + ([spec.column] if spec.column else [])
         table = read_source(src, columns, None, None)
+        # Only rows whose first key occurs in the spine can matter: keep the Python part small.
+        first = spec.keys[0]
+        wanted = pc.unique(spine[first].cast(table[first].type))
+        table = table.filter(pc.fill_null(pc.is_in(table[first], value_set=wanted), False))
         ts = timestamps_to_micros(table[src.timestamp], src.timestamp,
                                   naive_is_utc=src.naive_timestamps_are_utc, where="reference")  # fmt: skip
         created: list[int | None] = [None] * table.num_rows
@@ -175,10 +180,8 @@ def reference_pit_table(
     times = spine_times(spine, timestamp, naive_is_utc=naive_timestamps_are_utc)
     data = spine.to_pydict()
     table = spine
-    sources: dict[tuple[int, tuple[str, ...]], _Rows] = {}
     for spec in specs:
-        cache_key = (id(spec), spec.keys)
-        rows = sources.setdefault(cache_key, _Rows(spec, 0, 0))
+        rows = _Rows(spec, spine)
         out = []
         for i, t in enumerate(times):
             key = tuple(data[k][i] for k in spec.keys)

@@ -1,0 +1,1 @@
+"""Embedding enrichment: Lance embedding stores, mean pooling, and the Ray Data enricher."""

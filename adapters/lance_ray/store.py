@@ -1,0 +1,160 @@
+"""A Lance dataset as an embedding store: validated on open, served from an in-memory id index.
+
+`LanceEmbeddingStore.open(ref)` opens the dataset once, pins the version it saw, and checks the
+columns against the `StoreRef` (raising `EnrichError` naming the store, the path and the
+problem). The first `lookup` (or an explicit `load()`) reads the id and vector columns of that
+pinned version into numpy and sorts them by id; lookups are then a binary search plus a gather,
+with no I/O. The stores this serves are small (at most a few hundred thousand vectors), so a
+full read is cheaper than any per-batch Lance `take`, and loading lazily keeps `check()` on the
+driver cheap: it validates and reads the version without paying for the vectors.
+
+Semantics worth knowing:
+  * an id stored several times resolves to its LAST row in the dataset's scan order (fragment
+    order, i.e. the order rows were appended);
+  * rows whose id or vector is null are ignored (the id is "not found");
+  * float16/float64 vectors are served as float32 (the pooled columns are float32).
+"""
+
+from __future__ import annotations
+
+import os
+
+import lance
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from daedalus.ports import EmbeddingStorePort, EnrichError, StoreRef
+
+__all__ = ["LanceEmbeddingStore"]
+
+
+class LanceEmbeddingStore(EmbeddingStorePort):
+    """Vectors of a Lance dataset keyed by an integer id column (see the module docstring)."""
+
+    def __init__(self, ref: StoreRef, dataset: lance.LanceDataset) -> None:
+        # Use `open`: it validates the dataset before anything is served from it.
+        self.ref = ref
+        self._dataset = dataset
+        # The version is read once: the vectors loaded later come from this same snapshot
+        # (the dataset object is pinned to it), so the recorded version matches the data.
+        self._version = str(dataset.version)
+        self._ids: np.ndarray | None = None  # sorted, unique, int64
+        self._vectors: np.ndarray | None = None  # (len(_ids), dim) float32, row i for _ids[i]
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, ref: StoreRef) -> LanceEmbeddingStore:
+        """Open and validate the store; raises EnrichError naming the store and the problem."""
+
+        def fail(problem: str) -> EnrichError:
+            return EnrichError(f"embedding store {ref.name!r} at {ref.path!r}: {problem}")
+
+        if isinstance(ref.dim, bool) or not isinstance(ref.dim, int) or ref.dim < 1:
+            raise fail(f"the expected dimension must be a positive integer, got {ref.dim!r}")
+        # Local paths get a clear "does not exist"; URIs (s3://...) are left to Lance.
+        if "://" not in ref.path and not os.path.exists(ref.path):
+            raise fail("the path does not exist")
+        try:
+            dataset = lance.dataset(ref.path)
+        except (ValueError, OSError) as exc:  # Lance reports "not found" as ValueError
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise fail(f"not a Lance dataset ({first_line})") from exc
+
+        schema = dataset.schema
+        columns = ", ".join(schema.names)
+        id_field = _field(schema, ref.id_column)
+        if id_field is None:
+            raise fail(f"id column {ref.id_column!r} is missing (columns: {columns})")
+        if not pa.types.is_integer(id_field.type):
+            raise fail(f"id column {ref.id_column!r} has type {id_field.type}, expected integers")
+        vector_field = _field(schema, ref.vector_column)
+        if vector_field is None:
+            raise fail(f"vector column {ref.vector_column!r} is missing (columns: {columns})")
+        vtype = vector_field.type
+        if not (pa.types.is_fixed_size_list(vtype) and pa.types.is_floating(vtype.value_type)):
+            raise fail(
+                f"vector column {ref.vector_column!r} has type {vtype}, "
+                "expected a fixed-size list of floats"
+            )
+        if vtype.list_size != ref.dim:
+            raise fail(
+                f"vector column {ref.vector_column!r} has dimension {vtype.list_size}, "
+                f"expected {ref.dim}"
+            )
+        return cls(ref, dataset)
+
+    # ------------------------------------------------------------------ the port
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def dim(self) -> int:
+        return self.ref.dim
+
+    def version(self) -> str:
+        return self._version
+
+    def __len__(self) -> int:
+        """Distinct ids served (loads the store)."""
+        self.load()
+        assert self._ids is not None
+        return len(self._ids)
+
+    def load(self) -> None:
+        """Read the id and vector columns into memory (once; `lookup` calls it when needed)."""
+        if self._ids is not None:
+            return
+        ref = self.ref
+        table = self._dataset.to_table(columns=[ref.id_column, ref.vector_column])
+        ids = table[ref.id_column].combine_chunks()
+        vectors = table[ref.vector_column].combine_chunks()
+        usable = pc.and_(pc.is_valid(ids), pc.is_valid(vectors))
+        if usable.false_count:
+            ids, vectors = ids.filter(usable), vectors.filter(usable)
+        try:
+            ids_np = pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid as exc:  # uint64 ids beyond int64
+            raise EnrichError(
+                f"embedding store {ref.name!r} at {ref.path!r}: ids do not fit int64 ({exc})"
+            ) from exc
+        # `flatten` honours the array offset; there are no null slots left after the filter.
+        flat = vectors.flatten().to_numpy(zero_copy_only=False)
+        matrix = np.asarray(flat, dtype=np.float32).reshape(len(ids_np), ref.dim)
+
+        # Stable sort, then keep the last row of each run of equal ids: "last one wins".
+        order = np.argsort(ids_np, kind="stable")
+        sorted_ids = ids_np[order]
+        last_of_run = np.ones(len(sorted_ids), dtype=bool)
+        last_of_run[:-1] = sorted_ids[:-1] != sorted_ids[1:]
+        keep = order[last_of_run]
+        # A compact copy in id order: lookups gather from contiguous memory.
+        self._vectors = np.ascontiguousarray(matrix[keep])
+        self._ids = sorted_ids[last_of_run]
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for `ids` (any shape-(n,) integer array; may repeat): (n, dim) float32 with
+        zero rows where not found, and the found mask."""
+        self.load()
+        assert self._ids is not None and self._vectors is not None
+        query = np.asarray(ids, dtype=np.int64).reshape(-1)
+        out = np.zeros((len(query), self.dim), dtype=np.float32)
+        if len(query) == 0 or len(self._ids) == 0:
+            return out, np.zeros(len(query), dtype=bool)
+        pos = np.searchsorted(self._ids, query)
+        np.minimum(pos, len(self._ids) - 1, out=pos)  # past-the-end: compare with the last id
+        found = self._ids[pos] == query
+        np.take(self._vectors, pos[found], axis=0, out=out[found]) if False else None
+        out[found] = self._vectors[pos[found]]
+        return out, found
+
+    def __repr__(self) -> str:
+        return f"LanceEmbeddingStore({self.ref.name!r}, {self.ref.path!r}, v{self._version})"
+
+
+def _field(schema: pa.Schema, name: str) -> pa.Field | None:
+    index = schema.get_field_index(name)
+    return None if index < 0 else schema.field(index)

@@ -1,0 +1,1 @@
+"""Parquet output: per-day directories published atomically with a manifest."""

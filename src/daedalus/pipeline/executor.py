@@ -1,0 +1,332 @@
+"""Run a compiled pipeline day by day through the ports: skeleton, enrich, atomic commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import daedalus
+from daedalus.catalog.dtypes import parse_dtype
+from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
+from daedalus.pipeline.operators import Operator, OperatorPipeline, OpKind
+from daedalus.pit.compute import PitReport
+from daedalus.pit.sources import expand_paths, read_source
+from daedalus.pit.spec import AsOfSpec, PitSpec, SourceSpec, specs_for_view
+from daedalus.ports import AggregatorPort, EnricherPort, PoolRequest, SinkPort, StoreRef
+
+__all__ = ["Cancelled", "DayResult", "PipelineError", "RunSummary", "day_range", "run_pipeline"]
+
+DAY_US = 86_400_000_000
+EPOCH = dt.date(1970, 1, 1)
+
+
+class PipelineError(ValueError):
+    """A training run that cannot start (bad dates, missing inputs); raised before any write."""
+
+    def __init__(self, message: str, *, code: str = "invalid_argument") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Cancelled(RuntimeError):
+    """The run was cancelled between two steps; no partial day was published."""
+
+
+@attrs.frozen
+class DayResult:
+    """What happened to one day."""
+
+    day: dt.date
+    status: str  # "written", "skipped" or "empty"
+    rows: int
+    seconds: float
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "status": self.status, "rows": self.rows,
+                "seconds": round(self.seconds, 3), "path": self.path}  # fmt: skip
+
+
+@attrs.frozen
+class RunSummary:
+    """The outcome of a run: days written and skipped, rows, time, where the output is."""
+
+    service: str
+    engine: str
+    out_dir: str
+    days: tuple[DayResult, ...]
+    seconds: float
+
+    @property
+    def written(self) -> int:
+        return sum(d.status in ("written", "empty") for d in self.days)
+
+    @property
+    def skipped(self) -> int:
+        return sum(d.status == "skipped" for d in self.days)
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.days)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "engine": self.engine,
+            "out_dir": self.out_dir,
+            "days_written": self.written,
+            "days_skipped": self.skipped,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "days": [d.to_dict() for d in self.days],
+        }
+
+
+def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every day from `start` to `end`, both included; raises PipelineError if start > end."""
+    if start > end:
+        raise PipelineError(f"start {start} is after end {end}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _micros(day: dt.date) -> int:
+    return (day - EPOCH).days * DAY_US
+
+
+def _fingerprint(paths: Sequence[str]) -> list[list[Any]]:
+    """Cheap identity of input files: path, size and modification time."""
+    out = []
+    for path in paths:
+        st = os.stat(path)
+        out.append([path, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _sha(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _Plan:
+    """Everything a run needs, resolved and checked once before any day is touched."""
+
+    def __init__(
+        self, pipeline: OperatorPipeline, catalog: FeatureCatalog, workspace: Path
+    ) -> None:
+        self.pipeline = pipeline
+        self.catalog = catalog
+        self.workspace = workspace
+        svc = catalog.service(pipeline.service)
+        self.service = svc
+        self.schema = catalog.resolved_schema(svc)
+        spine_op = pipeline.op("spine")
+        self.keys: list[str] = list(spine_op.params["keys"])
+        self.timestamp: str = spine_op.params["timestamp"]
+        self.labels: dict[str, str] = dict(spine_op.params["labels"])
+        self.naive_spine = bool(spine_op.params["naive_timestamps_are_utc"])
+        spine_schema = pa.schema(
+            [
+                *(pa.field(k, pa.int64()) for k in self.keys),
+                pa.field(self.timestamp, TIMESTAMP_TYPE),
+                *(pa.field(n, parse_dtype(t)) for n, t in self.labels.items()),
+            ]  # fmt: skip
+        )
+        self.spine_source = SourceSpec(
+            name=f"spine of {svc.name}",
+            timestamp=self.timestamp,
+            schema=spine_schema,
+            paths=(str(workspace / spine_op.params["path"]),),
+            naive_timestamps_are_utc=self.naive_spine,
+        )
+        self.sources: dict[str, SourceSpec] = {}
+        self.feature_ops: list[tuple[Operator, list[PitSpec]]] = []
+        for op in pipeline.operators:
+            if op.kind not in (OpKind.ASOF_JOIN, OpKind.ROLLING_AGGREGATE):
+                continue
+            view = catalog.views[op.params["view"]]
+            source = self.sources.setdefault(view.name, SourceSpec.from_view(view, root=workspace))
+            names = [f["name"] for f in op.params["features"]]
+            aliases = {f["name"]: f["output"] for f in op.params["features"]}
+            specs = specs_for_view(view, source, names, aliases)
+            specs = [s for s in specs if isinstance(s, AsOfSpec) == (op.kind is OpKind.ASOF_JOIN)]
+            self.feature_ops.append((op, specs))
+        self.pool_requests: list[PoolRequest] = []
+        if any(o.kind is OpKind.ENRICH for o in pipeline.operators):
+            for emb in pipeline.op("enrich").params["embeddings"]:
+                store = catalog.stores[emb["store"]]
+                ref = StoreRef(store.name, str(workspace / store.path), store.id_column,
+                               store.vector_column, store.dim)  # fmt: skip
+                self.pool_requests.append(PoolRequest(emb["name"], emb["source"], ref))
+
+    def input_files(self) -> dict[str, list[str]]:
+        """Every input file, per source; raises PitError naming a source with no files."""
+        files = {"spine": expand_paths(self.spine_source)}
+        for name, source in self.sources.items():
+            files[name] = expand_paths(source)
+        return files
+
+
+def run_pipeline(
+    pipeline: OperatorPipeline,
+    start: dt.date,
+    end: dt.date,
+    *,
+    catalog: FeatureCatalog,
+    workspace: str | Path,
+    aggregator: AggregatorPort,
+    enricher: EnricherPort | None,
+    sink: SinkPort,
+    force: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> RunSummary:
+    """Train `pipeline` for every day from `start` to `end` (both included).
+
+    Before any write it checks the dates, that every source and the spine have files, that the
+    embedding stores can serve the requests, and that the output belongs to this service; any
+    failure raises (PipelineError, PitError, EnrichError, SinkError) with nothing written.
+    Then, day by day: a day whose manifest still matches (same contract, definitions, inputs and
+    store versions) is skipped unless `force`; otherwise the spine rows of `[D, D+1)` are joined
+    and aggregated, enriched, checked against the resolved schema and published atomically.
+    `on_event` receives progress events; `should_cancel` is polled between steps and raises
+    Cancelled, leaving no partial day.
+    """
+    emit = on_event or (lambda _event: None)
+    cancelled = should_cancel or (lambda: False)
+    days = day_range(start, end)
+    if aggregator.engine.value != pipeline.engine:
+        raise PipelineError(
+            f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
+        )
+    plan = _Plan(pipeline, catalog, Path(workspace))
+    files = plan.input_files()
+    store_versions: dict[str, str] = {}
+    if plan.pool_requests:
+        if enricher is None:
+            raise PipelineError("the service asks for embeddings but no enricher is configured")
+        store_versions = enricher.check(plan.pool_requests)
+    sink.claim(pipeline.service)
+    identity = {
+        "contract_hash": pipeline.contract_hash,
+        "definition_hash": pipeline.definition_hash,
+        "inputs_hash": _sha({k: _fingerprint(v) for k, v in files.items()}),
+        "store_versions": store_versions,
+    }
+    emit({"event": "run_started", "service": pipeline.service, "days": len(days),
+          "engine": pipeline.engine})  # fmt: skip
+    started = time.perf_counter()
+    results: list[DayResult] = []
+    for day in days:
+        if cancelled():
+            raise Cancelled(f"cancelled before {day}")
+        previous = sink.read_manifest(pipeline.service, day)
+        if (
+            not force
+            and previous is not None
+            and all(previous.get(k) == v for k, v in identity.items())
+        ):
+            results.append(DayResult(day, "skipped", int(previous.get("rows", 0)), 0.0))
+            emit({"event": "day_skipped", "day": day.isoformat()})
+            continue
+        emit({"event": "day_started", "day": day.isoformat()})
+        result = _run_day(plan, day, identity, aggregator, enricher, sink, cancelled)
+        results.append(result)
+        emit({"event": "day_done", **result.to_dict()})
+    summary = RunSummary(pipeline.service, pipeline.engine, sink.location(pipeline.service), tuple(results),
+                         time.perf_counter() - started)  # fmt: skip
+    emit({"event": "run_done", **summary.to_dict()})
+    return summary
+
+
+def read_spine_day(plan: _Plan, day: dt.date) -> pa.Table:
+    """The spine rows with timestamps in `[day, day + 1)`, in the order they were read."""
+    columns = [*plan.keys, plan.timestamp, *plan.labels]
+    return read_source(plan.spine_source, columns, _micros(day), _micros(day) + DAY_US)
+
+
+def _project(plan: _Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
+    """The day's rows in the order and with the exact types of the resolved schema."""
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    fields = [f for f in plan.schema if f.name in spine.column_names or f.name in features]
+    for field in fields:
+        col = features[field.name] if field.name in features else spine[field.name]
+        if (
+            pa.types.is_timestamp(field.type)
+            and pa.types.is_timestamp(col.type)
+            and col.type.tz is None
+        ):
+            col = pc.assume_timezone(col, "UTC")  # allowed only where the spine says so
+        columns.append(col if col.type.equals(field.type) else col.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _run_day(
+    plan: _Plan,
+    day: dt.date,
+    identity: dict[str, Any],
+    aggregator: AggregatorPort,
+    enricher: EnricherPort | None,
+    sink: SinkPort,
+    cancelled: Callable[[], bool],
+) -> DayResult:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    spine = read_spine_day(plan, day)
+    timings["read_spine"] = time.perf_counter() - t0
+    report = PitReport()
+    features: dict[str, pa.Array] = {}
+    probe = spine.select([*plan.keys, plan.timestamp])
+    for op, specs in plan.feature_ops:
+        if cancelled():
+            raise Cancelled(f"cancelled during {day}")
+        t1 = time.perf_counter()
+        out = aggregator.aggregate_pit_table(
+            probe, specs, timestamp=plan.timestamp,
+            naive_timestamps_are_utc=plan.naive_spine, report=report,
+        )  # fmt: skip
+        for spec in specs:
+            features[spec.name] = out[spec.name]
+        timings[op.id] = time.perf_counter() - t1
+    table = _project(plan, spine, features)
+    if cancelled():
+        raise Cancelled(f"cancelled during {day}")
+    staging = sink.begin_day(plan.pipeline.service, day)
+    try:
+        t2 = time.perf_counter()
+        if plan.pool_requests:
+            assert enricher is not None
+            skeleton = sink.write_staged(staging, "_skeleton/skeleton.parquet", table)
+            enriched = enricher.enrich(skeleton, staging, plan.pool_requests)
+            timings["enrich"] = enriched.seconds or (time.perf_counter() - t2)
+        else:
+            sink.write_staged(staging, "part-00000.parquet", table)
+        if cancelled():
+            raise Cancelled(f"cancelled during {day}")
+        manifest = {
+            **identity,
+            "service": plan.pipeline.service,
+            "day": day.isoformat(),
+            "rows": table.num_rows,
+            "engine": plan.pipeline.engine,
+            "report": report.to_dict(),
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "daedalus_version": daedalus.__version__,
+            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        t3 = time.perf_counter()
+        path = sink.commit_day(plan.pipeline.service, day, staging, manifest, plan.schema)
+        timings["commit"] = time.perf_counter() - t3
+    except BaseException:
+        sink.abort_day(staging)
+        raise
+    status = "written" if table.num_rows else "empty"
+    return DayResult(day, status, table.num_rows, time.perf_counter() - t0, path)
