@@ -62,9 +62,13 @@ class InMemoryAggregator(AggregatorPort):
         report: PitReport | None = None,
     ) -> pa.Table:
         return compute_pit_table(
-            spine, specs, self.kernel, timestamp=timestamp,
-            naive_timestamps_are_utc=naive_timestamps_are_utc, report=report,
-        )  # fmt: skip
+            spine,
+            specs,
+            self.kernel,
+            timestamp=timestamp,
+            naive_timestamps_are_utc=naive_timestamps_are_utc,
+            report=report,
+        )
 
 
 class InMemoryEmbeddingStore(EmbeddingStorePort):
@@ -157,8 +161,9 @@ class InMemorySink(SinkPort):
         self.aborted += 1
         shutil.rmtree(staging, ignore_errors=True)
 
-    def commit_day(self, service: str, day: dt.date, staging: str, manifest: dict[str, Any],
-                   schema: pa.Schema) -> str:  # fmt: skip
+    def commit_day(
+        self, service: str, day: dt.date, staging: str, manifest: dict[str, Any], schema: pa.Schema
+    ) -> str:
         parts = sorted(Path(staging).glob("part-*.parquet"))
         table = pa.concat_tables([pq.read_table(p) for p in parts])
         if not table.schema.remove_metadata().equals(schema):

@@ -29,8 +29,23 @@ SOURCE_SCHEMA = pa.schema(
     ]
 )
 
-SPECIAL_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 1e308, -1e308, 1e-300, 5e-324, -5e-324, 2.0**53,
-                  1e16, -1e16, 3.5, math.nan]  # fmt: skip
+SPECIAL_FLOATS = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.1,
+    1e308,
+    -1e308,
+    1e-300,
+    5e-324,
+    -5e-324,
+    2.0**53,
+    1e16,
+    -1e16,
+    3.5,
+    math.nan,
+]
 
 floats = st.one_of(
     st.sampled_from(SPECIAL_FLOATS),

@@ -125,8 +125,13 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 @catalog_app.command(name="list")
-def catalog_list(*, catalog: Catalog = None, workspace: Workspace = None, json: Json = False,
-                 debug: Debug = False) -> int:  # fmt: skip
+def catalog_list(
+    *,
+    catalog: Catalog = None,
+    workspace: Workspace = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
     """List entities, feature views, feature services and embedding stores.
 
     Example: daeda catalog list --json
@@ -136,15 +141,35 @@ def catalog_list(*, catalog: Catalog = None, workspace: Workspace = None, json: 
         data = _container(_settings(workspace, catalog)).catalog_cases().list_catalog()
 
         def human(d: dict[str, Any]) -> None:
-            _table("Entities", ["name", "join keys", "type"],
-                   [[e["name"], ", ".join(e["join_keys"]), e["type"]] for e in d["entities"]])  # fmt: skip
-            _table("Feature views", ["name", "entities", "as-of", "rolling", "source"],
-                   [[v["name"], ", ".join(v["entities"]), v["features"], v["aggregations"], v["source"]]
-                    for v in d["views"]])  # fmt: skip
-            _table("Feature services", ["name", "features", "embeddings", "spine"],
-                   [[s["name"], s["features"], s["embeddings"], s["spine"]] for s in d["services"]])  # fmt: skip
-            _table("Embedding stores", ["name", "dim", "path"],
-                   [[s["name"], s["dim"], s["path"]] for s in d["stores"]])  # fmt: skip
+            _table(
+                "Entities",
+                ["name", "join keys", "type"],
+                [[e["name"], ", ".join(e["join_keys"]), e["type"]] for e in d["entities"]],
+            )
+            _table(
+                "Feature views",
+                ["name", "entities", "as-of", "rolling", "source"],
+                [
+                    [
+                        v["name"],
+                        ", ".join(v["entities"]),
+                        v["features"],
+                        v["aggregations"],
+                        v["source"],
+                    ]
+                    for v in d["views"]
+                ],
+            )
+            _table(
+                "Feature services",
+                ["name", "features", "embeddings", "spine"],
+                [[s["name"], s["features"], s["embeddings"], s["spine"]] for s in d["services"]],
+            )
+            _table(
+                "Embedding stores",
+                ["name", "dim", "path"],
+                [[s["name"], s["dim"], s["path"]] for s in d["stores"]],
+            )
 
         _emit(data, json, human)
         return 0
@@ -153,8 +178,15 @@ def catalog_list(*, catalog: Catalog = None, workspace: Workspace = None, json: 
 
 
 @catalog_app.command(name="show")
-def catalog_show(name: str, /, *, catalog: Catalog = None, workspace: Workspace = None,
-                 json: Json = False, debug: Debug = False) -> int:  # fmt: skip
+def catalog_show(
+    name: str,
+    /,
+    *,
+    catalog: Catalog = None,
+    workspace: Workspace = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
     """Show one feature view, service, embedding store or entity.
 
     Example: daeda catalog show user_activity
@@ -183,8 +215,11 @@ def catalog_show(name: str, /, *, catalog: Catalog = None, workspace: Workspace 
                     "Outputs", ["feature", "type"], [[o["name"], o["type"]] for o in d["outputs"]]
                 )
             if "schema" in d:
-                _table("Resolved schema", ["column", "type", "nullable"],
-                       [[c["name"], c["type"], c["nullable"]] for c in d["schema"]])  # fmt: skip
+                _table(
+                    "Resolved schema",
+                    ["column", "type", "nullable"],
+                    [[c["name"], c["type"], c["nullable"]] for c in d["schema"]],
+                )
 
         _emit(data, json, human)
         return 0
@@ -214,8 +249,10 @@ def catalog_validate(
         if json:
             print(jsonlib.dumps(result, indent=2))
         elif result["ok"]:
-            print(f"ok: {result['views']} views, {result['services']} services, "
-                  f"{result['stores']} embedding stores in {result['catalog_dir']}")  # fmt: skip
+            print(
+                f"ok: {result['views']} views, {result['services']} services, "
+                f"{result['stores']} embedding stores in {result['catalog_dir']}"
+            )
         if not result["ok"]:
             for err in result["errors"]:
                 print(_located(err), file=sys.stderr)
@@ -231,8 +268,15 @@ def catalog_validate(
 
 
 @service_app.command(name="schema")
-def service_schema(name: str, /, *, catalog: Catalog = None, workspace: Workspace = None,
-                   json: Json = False, debug: Debug = False) -> int:  # fmt: skip
+def service_schema(
+    name: str,
+    /,
+    *,
+    catalog: Catalog = None,
+    workspace: Workspace = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
     """Print the resolved schema (the column-level contract) of a feature service.
 
     Example: daeda service schema feed_ranking
@@ -247,8 +291,11 @@ def service_schema(name: str, /, *, catalog: Catalog = None, workspace: Workspac
         data = _container(_settings(workspace, catalog)).catalog_cases().service_schema(name)
 
         def human(d: dict[str, Any]) -> None:
-            _table(f"{d['service']} (contract {d['contract_hash'][:12]})", ["column", "type", "nullable"],
-                   [[c["name"], c["type"], c["nullable"]] for c in d["columns"]])  # fmt: skip
+            _table(
+                f"{d['service']} (contract {d['contract_hash'][:12]})",
+                ["column", "type", "nullable"],
+                [[c["name"], c["type"], c["nullable"]] for c in d["columns"]],
+            )
 
         _emit(data, json, human)
         return 0

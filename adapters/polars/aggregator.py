@@ -32,9 +32,13 @@ class PolarsAggregator(AggregatorPort):
         report: PitReport | None = None,
     ) -> pa.Table:
         return compute_pit_table(
-            spine, specs, self.kernel, timestamp=timestamp,
-            naive_timestamps_are_utc=naive_timestamps_are_utc, report=report,
-        )  # fmt: skip
+            spine,
+            specs,
+            self.kernel,
+            timestamp=timestamp,
+            naive_timestamps_are_utc=naive_timestamps_are_utc,
+            report=report,
+        )
 
 
 def aggregate_pit_table(
@@ -50,6 +54,9 @@ def aggregate_pit_table(
     Raises PitError (before any work) for a bad spine, spec or source.
     """
     return PolarsAggregator().aggregate_pit_table(
-        spine, specs, timestamp=timestamp,
-        naive_timestamps_are_utc=naive_timestamps_are_utc, report=report,
-    )  # fmt: skip
+        spine,
+        specs,
+        timestamp=timestamp,
+        naive_timestamps_are_utc=naive_timestamps_are_utc,
+        report=report,
+    )

@@ -125,10 +125,12 @@ class TestSyntaxAndKeys:
 
     @pytest.mark.parametrize(
         ("stem", "kind", "allowed"),
-        [("a", "feature_view", "kind, name, description, entity, source"),
-         ("s", "feature_service", "kind, name, description, spine, features"),
-         ("e", "embedding_store", "kind, name, description, entity, path")],
-    )  # fmt: skip
+        [
+            ("a", "feature_view", "kind, name, description, entity, source"),
+            ("s", "feature_service", "kind, name, description, spine, features"),
+            ("e", "embedding_store", "kind, name, description, entity, path"),
+        ],
+    )
     def test_an_unknown_key_without_a_near_miss_is_the_only_error_and_lists_the_allowed_keys(
         self, tmp_path: Path, stem: str, kind: str, allowed: str
     ) -> None:
@@ -253,11 +255,15 @@ class TestFeaturesAndAggregations:
     @pytest.mark.parametrize(
         ("function", "column", "reason"),
         [
-            ("sum", "action", "sum needs an integer or floating-point column; column 'action' is VARCHAR"),
+            (
+                "sum",
+                "action",
+                "sum needs an integer or floating-point column; column 'action' is VARCHAR",
+            ),
             ("mean", "event_ts", "mean needs an integer or floating-point column"),
             ("stddev", "action", "stddev needs an integer or floating-point column"),
         ],
-    )  # fmt: skip
+    )
     def test_a_column_of_a_type_the_function_cannot_take_is_rejected(
         self, tmp_path: Path, function: str, column: str, reason: str
     ) -> None:

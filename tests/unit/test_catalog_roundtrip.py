@@ -56,10 +56,25 @@ delays = st.builds(
 )
 
 DTYPES = [
-    "BOOLEAN", "INTEGER", "BIGINT", "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR", "BLOB", "DATE",
-    "TIMESTAMP", "TIMESTAMPTZ", "DECIMAL(10,2)", "BIGINT[]", "VARCHAR[]", "DOUBLE[3]",
-    "STRUCT(a INT, b VARCHAR)", "MAP(VARCHAR, BIGINT)", "STRUCT(x DOUBLE[], y STRUCT(z BOOLEAN))",
-]  # fmt: skip
+    "BOOLEAN",
+    "INTEGER",
+    "BIGINT",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "VARCHAR",
+    "BLOB",
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "DECIMAL(10,2)",
+    "BIGINT[]",
+    "VARCHAR[]",
+    "DOUBLE[3]",
+    "STRUCT(a INT, b VARCHAR)",
+    "MAP(VARCHAR, BIGINT)",
+    "STRUCT(x DOUBLE[], y STRUCT(z BOOLEAN))",
+]
 #: The model stores canonical names (e.g. INT → INTEGER), so generate those.
 CANONICAL_DTYPES = sorted({format_dtype(parse_dtype(t)) for t in DTYPES})
 
@@ -194,9 +209,13 @@ class TestConverterRoundTrip:
 
     def test_the_unstructured_form_uses_the_yaml_spelling(self) -> None:
         agg = AggregationDef(
-            "recent", AggFunction.LAST_N, Duration.parse("30d"), "artwork_id",
-            (FilterDef("action", ("view", "like")), FilterDef("kind", ("a",))), n=20,
-        )  # fmt: skip
+            "recent",
+            AggFunction.LAST_N,
+            Duration.parse("30d"),
+            "artwork_id",
+            (FilterDef("action", ("view", "like")), FilterDef("kind", ("a",))),
+            n=20,
+        )
         assert CONVERTER.unstructure(agg) == {
             "name": "recent",
             "function": "last_n",

@@ -33,8 +33,12 @@ def events(rows: list[dict]) -> SourceSpec:
 
 
 def spine(*rows: tuple[int, int]) -> pa.Table:
-    return pa.table({"user_id": pa.array([r[0] for r in rows], pa.int64()),
-                     "ts": pa.array([r[1] for r in rows], TS)})  # fmt: skip
+    return pa.table(
+        {
+            "user_id": pa.array([r[0] for r in rows], pa.int64()),
+            "ts": pa.array([r[1] for r in rows], TS),
+        }
+    )
 
 
 def agg(
@@ -103,10 +107,12 @@ class TestAsOf:
         assert compute(spine((1, T)), spec) == [5.0]
 
     def test_late_write_falls_back_to_the_previous_version(self) -> None:
-        src = events([
-            {"user_id": 1, "event_ts": T - 2 * HOUR, "created_ts": T - 2 * HOUR, "x": 1.0},
-            {"user_id": 1, "event_ts": T - HOUR, "created_ts": T + HOUR, "x": 2.0},
-        ])  # fmt: skip
+        src = events(
+            [
+                {"user_id": 1, "event_ts": T - 2 * HOUR, "created_ts": T - 2 * HOUR, "x": 1.0},
+                {"user_id": 1, "event_ts": T - HOUR, "created_ts": T + HOUR, "x": 2.0},
+            ]
+        )
         spec = AsOfSpec("x_asof", "x", ("user_id",), src)
         assert compute(spine((1, T), (1, T + 2 * HOUR)), spec) == [1.0, 2.0]
 
@@ -116,18 +122,22 @@ class TestAsOf:
         assert compute(spine((1, T), (1, T - HOUR)), spec) == [None, 1.0]
 
     def test_ties_on_event_time_go_to_the_latest_created(self) -> None:
-        src = events([
-            {"user_id": 1, "event_ts": T - HOUR, "created_ts": T - 10, "x": 2.0},
-            {"user_id": 1, "event_ts": T - HOUR, "created_ts": T - 20, "x": 1.0},
-        ])  # fmt: skip
+        src = events(
+            [
+                {"user_id": 1, "event_ts": T - HOUR, "created_ts": T - 10, "x": 2.0},
+                {"user_id": 1, "event_ts": T - HOUR, "created_ts": T - 20, "x": 1.0},
+            ]
+        )
         spec = AsOfSpec("x_asof", "x", ("user_id",), src)
         assert compute(spine((1, T)), spec) == [2.0]
 
     def test_full_ties_go_to_the_row_read_last_and_are_counted(self) -> None:
-        src = events([
-            {"user_id": 1, "event_ts": T - HOUR, "x": 1.0},
-            {"user_id": 1, "event_ts": T - HOUR, "x": 2.0},
-        ])  # fmt: skip
+        src = events(
+            [
+                {"user_id": 1, "event_ts": T - HOUR, "x": 1.0},
+                {"user_id": 1, "event_ts": T - HOUR, "x": 2.0},
+            ]
+        )
         spec = AsOfSpec("x_asof", "x", ("user_id",), src)
         report = PitReport()
         out = InMemoryAggregator().aggregate_pit_table(spine((1, T)), [spec], report=report)
@@ -174,9 +184,16 @@ class TestFunctions:
 
     @pytest.mark.parametrize(
         ("fn", "expected"),
-        [(AggFunction.COUNT, 0), (AggFunction.COUNT_DISTINCT, 0), (AggFunction.LAST_N, []),
-         (AggFunction.SUM, None), (AggFunction.MEAN, None), (AggFunction.MIN, None), (AggFunction.LAST, None)],
-    )  # fmt: skip
+        [
+            (AggFunction.COUNT, 0),
+            (AggFunction.COUNT_DISTINCT, 0),
+            (AggFunction.LAST_N, []),
+            (AggFunction.SUM, None),
+            (AggFunction.MEAN, None),
+            (AggFunction.MIN, None),
+            (AggFunction.LAST, None),
+        ],
+    )
     def test_empty_windows(self, fn: AggFunction, expected: object) -> None:
         spec = agg(events(self.rows), fn, "x", n=3 if fn is AggFunction.LAST_N else None)
         assert compute(spine((2, T)), spec) == [expected]

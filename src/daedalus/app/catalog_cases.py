@@ -102,8 +102,15 @@ class CatalogCases:
             }
         if name in cat.entities:
             e = cat.entities[name]
-            return {"kind": "entity", "definition": {"name": e.name, "join_keys": list(e.join_keys),
-                                                     "type": e.value_type, "description": e.description}}  # fmt: skip
+            return {
+                "kind": "entity",
+                "definition": {
+                    "name": e.name,
+                    "join_keys": list(e.join_keys),
+                    "type": e.value_type,
+                    "description": e.description,
+                },
+            }
         known = [*cat.views, *cat.services, *cat.stores, *cat.entities]
         raise _not_found("view, service, store or entity", name, known)
 

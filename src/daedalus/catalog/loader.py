@@ -33,32 +33,60 @@ __all__ = ["LoadedDefinitions", "load_definitions"]
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _VIEW_KEYS = {
-    "kind": True, "name": True, "description": False, "entity": True, "source": True,
-    "ttl": False, "schema": True, "features": False, "aggregations": False,
-}  # fmt: skip
+    "kind": True,
+    "name": True,
+    "description": False,
+    "entity": True,
+    "source": True,
+    "ttl": False,
+    "schema": True,
+    "features": False,
+    "aggregations": False,
+}
 _SOURCE_KEYS = {
-    "path": True, "timestamp": True, "created_timestamp": False, "delay": False,
+    "path": True,
+    "timestamp": True,
+    "created_timestamp": False,
+    "delay": False,
     "naive_timestamps_are_utc": False,
-}  # fmt: skip
+}
 _FEATURE_KEYS = {"name": True, "column": False, "description": False}
 _AGG_KEYS = {
-    "name": True, "function": True, "window": True, "column": False, "filter": False,
-    "n": False, "description": False,
-}  # fmt: skip
+    "name": True,
+    "function": True,
+    "window": True,
+    "column": False,
+    "filter": False,
+    "n": False,
+    "description": False,
+}
 _SERVICE_KEYS = {
-    "kind": True, "name": True, "description": False, "spine": True, "features": True,
+    "kind": True,
+    "name": True,
+    "description": False,
+    "spine": True,
+    "features": True,
     "embeddings": False,
-}  # fmt: skip
+}
 _SPINE_KEYS = {
-    "path": True, "timestamp": True, "entity": True, "labels": False,
+    "path": True,
+    "timestamp": True,
+    "entity": True,
+    "labels": False,
     "naive_timestamps_are_utc": False,
-}  # fmt: skip
+}
 _REF_KEYS = {"feature": True, "alias": False}
 _EMBEDDING_KEYS = {"name": True, "store": True, "source": True}
 _STORE_KEYS = {
-    "kind": True, "name": True, "description": False, "entity": True, "path": True,
-    "id_column": True, "vector_column": True, "dim": True,
-}  # fmt: skip
+    "kind": True,
+    "name": True,
+    "description": False,
+    "entity": True,
+    "path": True,
+    "id_column": True,
+    "vector_column": True,
+    "dim": True,
+}
 _KINDS = ("feature_view", "feature_service", "embedding_store")
 
 
@@ -309,9 +337,10 @@ def _check_features(
             )
         elif column not in types:
             doc.error(
-                col_pos, f"feature {name!r} reads column {column!r}, which the schema lacks",
+                col_pos,
+                f"feature {name!r} reads column {column!r}, which the schema lacks",
                 _did_you_mean(str(column), types),
-            )  # fmt: skip
+            )
 
 
 def _register_name(
@@ -333,9 +362,10 @@ def _check_filter(doc: _Doc, agg: CommentedMap, types: dict[str, pa.DataType]) -
     for col, value in flt.items():
         if col not in types:
             doc.error(
-                doc.key_pos(flt, col), f"filter on column {col!r}, which the schema lacks",
+                doc.key_pos(flt, col),
+                f"filter on column {col!r}, which the schema lacks",
                 _did_you_mean(str(col), types),
-            )  # fmt: skip
+            )
             continue
         values = list(value) if isinstance(value, CommentedSeq) else [value]
         if not values:
@@ -378,9 +408,10 @@ def _check_aggregations(
         fn_text = agg["function"]
         if fn_text not in functions:
             doc.error(
-                doc.value_pos(agg, "function"), f"unknown function {fn_text!r}",
+                doc.value_pos(agg, "function"),
+                f"unknown function {fn_text!r}",
                 _did_you_mean(str(fn_text), functions) or f"functions: {', '.join(functions)}",
-            )  # fmt: skip
+            )
             continue
         function = AggFunction(fn_text)
         column = agg.get("column")
@@ -391,9 +422,10 @@ def _check_aggregations(
             )
         elif column is not None and column not in types:
             doc.error(
-                doc.value_pos(agg, "column"), f"aggregation {name!r} reads column {column!r}, which the schema lacks",
+                doc.value_pos(agg, "column"),
+                f"aggregation {name!r} reads column {column!r}, which the schema lacks",
                 _did_you_mean(str(column), types),
-            )  # fmt: skip
+            )
         elif function.needs_column and column is None:
             doc.error(
                 doc.pos(agg),
@@ -547,8 +579,11 @@ def _check_service_refs(
         view = views.get(ref.view)
         if view is None:
             if ref.view not in broken["feature_view"]:
-                doc.error(pos, f"unknown feature view {ref.view!r}",
-                          _did_you_mean(ref.view, [*views, *broken["feature_view"]]))  # fmt: skip
+                doc.error(
+                    pos,
+                    f"unknown feature view {ref.view!r}",
+                    _did_you_mean(ref.view, [*views, *broken["feature_view"]]),
+                )
             continue
         missing = [k for e in view.entities for k in entities[e].join_keys if k not in spine_keys]
         if missing:
@@ -570,9 +605,10 @@ def _check_service_refs(
             names = list(view.feature_names)
         elif ref.feature not in view.feature_names:
             doc.error(
-                pos, f"view {view.name!r} has no feature {ref.feature!r}",
+                pos,
+                f"view {view.name!r} has no feature {ref.feature!r}",
                 _did_you_mean(ref.feature, view.feature_names),
-            )  # fmt: skip
+            )
             continue
         else:
             names = [ref.feature]
@@ -602,9 +638,10 @@ def _check_service_refs(
         src_type = pa.int64() if emb.source in spine_keys else feature_types.get(emb.source)
         if src_type is None:
             doc.error(
-                pos, f"embedding source {emb.source!r} is neither a spine key nor a feature of this service",
+                pos,
+                f"embedding source {emb.source!r} is neither a spine key nor a feature of this service",
                 _did_you_mean(emb.source, [*spine_keys, *feature_types]),
-            )  # fmt: skip
+            )
         elif not (
             pa.types.is_integer(src_type)
             or (pa.types.is_list(src_type) and pa.types.is_integer(src_type.value_type))
@@ -694,8 +731,11 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
                 else:
                     line, col = doc.pos(node)
                     seen[kind][name] = Location(label, line + 1, col + 1)
-            checker = {"feature_view": _check_view, "feature_service": _check_service_shape,
-                       "embedding_store": _check_store}[kind]  # fmt: skip
+            checker = {
+                "feature_view": _check_view,
+                "feature_service": _check_service_shape,
+                "embedding_store": _check_store,
+            }[kind]
             if checker(doc, node, entities) and not duplicate:
                 data = _plain(node)
                 data.pop("kind")
@@ -709,8 +749,15 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
         k: set(seen[k]) - set(d) for k, d in (("feature_view", views), ("embedding_store", stores))
     }
     for doc, node, service in services.values():
-        _check_service_refs(doc, node, service, {k: v[2] for k, v in views.items()},
-                            {k: v[2] for k, v in stores.items()}, entities, broken)  # fmt: skip
+        _check_service_refs(
+            doc,
+            node,
+            service,
+            {k: v[2] for k, v in views.items()},
+            {k: v[2] for k, v in stores.items()},
+            entities,
+            broken,
+        )
     if errors:
         raise CatalogErrors(errors)
     return LoadedDefinitions(

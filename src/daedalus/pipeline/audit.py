@@ -98,8 +98,9 @@ def audit_day(
     differences: list[dict[str, Any]] = []
     checked = 0
     for _op, specs in plan.feature_ops:
-        expected = reference_pit_table(probe, specs, timestamp=plan.timestamp,
-                                       naive_timestamps_are_utc=plan.naive_spine)  # fmt: skip
+        expected = reference_pit_table(
+            probe, specs, timestamp=plan.timestamp, naive_timestamps_are_utc=plan.naive_spine
+        )
         for spec in specs:
             checked += 1
             for i, (got, want) in enumerate(

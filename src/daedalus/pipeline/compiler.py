@@ -68,13 +68,27 @@ def compile_service(
         if parts["asof"]:
             op_id = f"asof_{view_name}"
             ttl = view.ttl.text if view.ttl else None
-            ops.append(Operator(op_id, OpKind.ASOF_JOIN, eng, ("spine",),
-                                {**common, "ttl": ttl, "features": parts["asof"]}))  # fmt: skip
+            ops.append(
+                Operator(
+                    op_id,
+                    OpKind.ASOF_JOIN,
+                    eng,
+                    ("spine",),
+                    {**common, "ttl": ttl, "features": parts["asof"]},
+                )
+            )
             feature_ops.append(op_id)
         if parts["rolling"]:
             op_id = f"rolling_{view_name}"
-            ops.append(Operator(op_id, OpKind.ROLLING_AGGREGATE, eng, ("spine",),
-                                {**common, "features": parts["rolling"]}))  # fmt: skip
+            ops.append(
+                Operator(
+                    op_id,
+                    OpKind.ROLLING_AGGREGATE,
+                    eng,
+                    ("spine",),
+                    {**common, "features": parts["rolling"]},
+                )
+            )
             feature_ops.append(op_id)
     schema = catalog.resolved_schema(svc)
     embedding_names = {e.name for e in svc.embeddings}
@@ -90,7 +104,7 @@ def compile_service(
                     for f in schema
                     if f.name not in embedding_names
                 ]
-            },  # fmt: skip
+            },
         )
     )
     last = "project"
@@ -109,7 +123,7 @@ def compile_service(
                             "store": e.store,
                             "path": catalog.stores[e.store].path,
                             "dim": catalog.stores[e.store].dim,
-                        }  # fmt: skip
+                        }
                         for e in svc.embeddings
                     ]
                 },
@@ -123,7 +137,7 @@ def compile_service(
             "parquet",
             (last,),
             {"layout": f"<out>/{svc.name}/dt=YYYY-MM-DD/part-*.parquet"},
-        )  # fmt: skip
+        )
     )
     return OperatorPipeline(
         service=svc.name,

@@ -53,8 +53,13 @@ class DayResult:
     path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"day": self.day.isoformat(), "status": self.status, "rows": self.rows,
-                "seconds": round(self.seconds, 3), "path": self.path}  # fmt: skip
+        return {
+            "day": self.day.isoformat(),
+            "status": self.status,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "path": self.path,
+        }
 
 
 @attrs.frozen
@@ -138,7 +143,7 @@ class _Plan:
                 *(pa.field(k, pa.int64()) for k in self.keys),
                 pa.field(self.timestamp, TIMESTAMP_TYPE),
                 *(pa.field(n, parse_dtype(t)) for n, t in self.labels.items()),
-            ]  # fmt: skip
+            ]
         )
         self.spine_source = SourceSpec(
             name=f"spine of {svc.name}",
@@ -163,8 +168,13 @@ class _Plan:
         if any(o.kind is OpKind.ENRICH for o in pipeline.operators):
             for emb in pipeline.op("enrich").params["embeddings"]:
                 store = catalog.stores[emb["store"]]
-                ref = StoreRef(store.name, str(workspace / store.path), store.id_column,
-                               store.vector_column, store.dim)  # fmt: skip
+                ref = StoreRef(
+                    store.name,
+                    str(workspace / store.path),
+                    store.id_column,
+                    store.vector_column,
+                    store.dim,
+                )
                 self.pool_requests.append(PoolRequest(emb["name"], emb["source"], ref))
 
     def input_files(self) -> dict[str, list[str]]:
@@ -221,8 +231,14 @@ def run_pipeline(
         "inputs_hash": _sha({k: _fingerprint(v) for k, v in files.items()}),
         "store_versions": store_versions,
     }
-    emit({"event": "run_started", "service": pipeline.service, "days": len(days),
-          "engine": pipeline.engine})  # fmt: skip
+    emit(
+        {
+            "event": "run_started",
+            "service": pipeline.service,
+            "days": len(days),
+            "engine": pipeline.engine,
+        }
+    )
     started = time.perf_counter()
     results: list[DayResult] = []
     for day in days:
@@ -241,8 +257,13 @@ def run_pipeline(
         result = _run_day(plan, day, identity, aggregator, enricher, sink, cancelled)
         results.append(result)
         emit({"event": "day_done", **result.to_dict()})
-    summary = RunSummary(pipeline.service, pipeline.engine, sink.location(pipeline.service), tuple(results),
-                         time.perf_counter() - started)  # fmt: skip
+    summary = RunSummary(
+        pipeline.service,
+        pipeline.engine,
+        sink.location(pipeline.service),
+        tuple(results),
+        time.perf_counter() - started,
+    )
     emit({"event": "run_done", **summary.to_dict()})
     return summary
 
@@ -290,9 +311,12 @@ def _run_day(
             raise Cancelled(f"cancelled during {day}")
         t1 = time.perf_counter()
         out = aggregator.aggregate_pit_table(
-            probe, specs, timestamp=plan.timestamp,
-            naive_timestamps_are_utc=plan.naive_spine, report=report,
-        )  # fmt: skip
+            probe,
+            specs,
+            timestamp=plan.timestamp,
+            naive_timestamps_are_utc=plan.naive_spine,
+            report=report,
+        )
         for spec in specs:
             features[spec.name] = out[spec.name]
         timings[op.id] = time.perf_counter() - t1

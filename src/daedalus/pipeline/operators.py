@@ -73,7 +73,7 @@ class OperatorPipeline:
                     "engine": o.engine,
                     "inputs": list(o.inputs),
                     "params": o.params,
-                }  # fmt: skip
+                }
                 for o in self.operators
             ],
         }

@@ -329,8 +329,11 @@ class _Group:
             keys, _ = self.order_key(column)
             if distinct and pa.types.is_floating(self.table[column].type):
                 # count_distinct compares values: -0.0 and +0.0 are the same number.
-                keys = np.where(keys == exact.float_order_key(np.array([-0.0]))[0],
-                                exact.float_order_key(np.array([0.0]))[0], keys)  # fmt: skip
+                keys = np.where(
+                    keys == exact.float_order_key(np.array([-0.0]))[0],
+                    exact.float_order_key(np.array([0.0]))[0],
+                    keys,
+                )
             mask = self.valid_mask(column, filters)
             self.cache[key] = self._add(f"__val_{len(self.columns)}", keys, mask)
         return self.cache[key]

@@ -62,8 +62,12 @@ class _Rows:
         first = spec.keys[0]
         wanted = pc.unique(spine[first].cast(table[first].type))
         table = table.filter(pc.fill_null(pc.is_in(table[first], value_set=wanted), False))
-        ts = timestamps_to_micros(table[src.timestamp], src.timestamp,
-                                  naive_is_utc=src.naive_timestamps_are_utc, where="reference")  # fmt: skip
+        ts = timestamps_to_micros(
+            table[src.timestamp],
+            src.timestamp,
+            naive_is_utc=src.naive_timestamps_are_utc,
+            where="reference",
+        )
         created: list[int | None] = [None] * table.num_rows
         if src.created_timestamp:
             col = table[src.created_timestamp]
@@ -156,10 +160,12 @@ def _float_sum(values: list[Any]) -> float:
 def _asof(spec: AsOfSpec, rows: list[dict[str, Any]], t: int) -> Any:
     hi = t - spec.delay_us
     visible = [
-        r for r in rows
-        if r["__ts"] < hi and r["__created"] < t
+        r
+        for r in rows
+        if r["__ts"] < hi
+        and r["__created"] < t
         and (spec.ttl_us is None or r["__ts"] >= hi - spec.ttl_us)
-    ]  # fmt: skip
+    ]
     if not visible:
         return None
     best = max(visible, key=lambda r: (r["__ts"], r["__created"], r["__pos"]))
