@@ -27,6 +27,8 @@ EXIT_CODES = {
     "invalid_input": 6,
     "conflict": 7,
     "forbidden": 8,
+    "audit_failed": 9,
+    "cancelled": 10,
 }
 
 app = App(
@@ -306,3 +308,351 @@ def service_schema(
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+demo_app = App(name="demo", help="The seeded AI-artwork demo workspace.")
+app.command(demo_app)
+
+
+@demo_app.command(name="init")
+def demo_init(
+    directory: Path = Path("demo"),
+    /,
+    *,
+    scale: str = "small",
+    seed: int = 7,
+    overwrite: bool = False,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Write a demo workspace: events, impressions, profiles, artworks, a Lance embedding store.
+
+    Example: daeda demo init demo --scale small
+
+    Parameters
+    ----------
+    directory
+        Where to write it (created; refused if it holds other files unless --overwrite).
+    scale
+        tiny, small (default), medium or large (benchmarks).
+    seed
+        Random seed: the same seed writes the same data.
+    overwrite
+        Write into a non-empty directory (never deletes files that are not the demo's).
+    """
+
+    def body() -> int:
+        data = (
+            _container(_settings(directory, None))
+            .demo_cases()
+            .init(directory, scale, seed, overwrite)
+        )
+
+        def human(d: dict[str, Any]) -> None:
+            rows = ", ".join(f"{v:,} {k}" for k, v in d["rows"].items())
+            print(f"demo workspace ({d['scale']}, seed {d['seed']}) in {d['workspace']}")
+            print(f"  days {d['start']} … {d['end']}: {rows}")
+            print(
+                f"  next: daeda pipeline train feed_ranking --workspace {directory} "
+                f"--start {d['start']} --end {d['end']}"
+            )
+
+        _emit(data, json, human)
+        return 0
+
+    return _run(body, debug, json)
+
+
+# -- pipeline --------------------------------------------------------------------------------------
+
+pipeline_app = App(name="pipeline", help="Compile, train and inspect a feature service's datasets.")
+app.command(pipeline_app)
+
+Out = Annotated[
+    Path | None,
+    Parameter(
+        help="Output root: days go to <out>/<service>/dt=YYYY-MM-DD/ (default <workspace>/out)."
+    ),
+]
+Engine = Annotated[
+    str | None,
+    Parameter(help="Compute engine: duckdb or polars (default duckdb; env DAEDA_ENGINE)."),
+]
+
+
+def _pipeline(
+    workspace: Path | None,
+    catalog: Path | None,
+    out: Path | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
+) -> Any:
+    settings = _settings(workspace, catalog, out_dir=out, engine=engine, ray_address=ray_address)
+    return _container(settings).pipeline_cases()
+
+
+@pipeline_app.command(name="compile")
+def pipeline_compile(
+    service: str,
+    /,
+    *,
+    format: str = "text",
+    engine: Engine = None,
+    catalog: Catalog = None,
+    workspace: Workspace = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Compile a feature service into its operator DAG.
+
+    Example: daeda pipeline compile feed_ranking --format mermaid
+
+    Parameters
+    ----------
+    service
+        The feature service.
+    format
+        text, mermaid or json.
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, engine=engine).compile(service, engine, format)
+
+        def human(d: dict[str, Any]) -> None:
+            out = d["pipeline"]
+            print(out if isinstance(out, str) else jsonlib.dumps(out, indent=2))
+
+        _emit(data, json, human)
+        return 0
+
+    return _run(body, debug, json)
+
+
+@pipeline_app.command(name="train")
+def pipeline_train(
+    service: str,
+    /,
+    *,
+    start: str,
+    end: str,
+    engine: Engine = None,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    force: bool = False,
+    ray_address: Annotated[
+        str | None, Parameter(help="Run enrichment on this Ray cluster (env RAY_ADDRESS).")
+    ] = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Train a feature service: one point-in-time-correct parquet day per date, atomically.
+
+    Days whose manifest still matches are skipped (use --force to recompute them).
+
+    Example: daeda pipeline train feed_ranking --workspace demo --start 2026-10-02 --end 2026-10-08
+
+    Parameters
+    ----------
+    service
+        The feature service.
+    start
+        First day (YYYY-MM-DD).
+    end
+        Last day, included (YYYY-MM-DD).
+    force
+        Recompute every day even if it is current.
+    """
+
+    def body() -> int:
+        cases = _pipeline(workspace, catalog, out, engine, ray_address)
+        if json:
+            summary = cases.train(service, start, end, engine=engine, force=force)
+        else:
+            summary = _train_with_progress(cases, service, start, end, engine, force)
+        _emit(summary, json, _print_summary)
+        return 0
+
+    return _run(body, debug, json)
+
+
+def _train_with_progress(
+    cases: Any, service: str, start: str, end: str, engine: str | None, force: bool
+) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"{service}", total=None)
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event["event"]
+            if kind == "run_started":
+                progress.update(task, total=event["days"])
+            elif kind == "day_started":
+                progress.update(task, description=f"{service} {event['day']}")
+            elif kind in ("day_done", "day_skipped"):
+                progress.advance(task)
+
+        return cases.train(service, start, end, engine=engine, force=force, on_event=on_event)
+
+
+def _print_summary(d: dict[str, Any]) -> None:
+    print(
+        f"{d['service']} [{d['engine']}]: {d['days_written']} day(s) written, "
+        f"{d['days_skipped']} skipped, {d['rows']:,} rows in {d['seconds']:.1f}s"
+    )
+    print(f"dataset: {d['out_dir']}/dt=*/part-*.parquet")
+
+
+@pipeline_app.command(name="status")
+def pipeline_status(
+    service: str,
+    /,
+    *,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """List the days written for a service and whether each is current.
+
+    Example: daeda pipeline status feed_ranking --workspace demo
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).status(service)
+
+        def human(d: dict[str, Any]) -> None:
+            if d.get("problem"):
+                print(f"warning: cannot check freshness: {d['problem']}", file=sys.stderr)
+            state = {True: "current", False: "stale", None: "unknown"}
+            _table(
+                f"{d['service']} in {d['out_dir']}",
+                ["day", "rows", "engine", "state", "written at"],
+                [
+                    [x["day"], x["rows"], x["engine"], state[x["current"]], x["written_at"]]
+                    for x in d["days"]
+                ],
+            )
+
+        _emit(data, json, human)
+        return 0
+
+    return _run(body, debug, json)
+
+
+@pipeline_app.command(name="preview")
+def pipeline_preview(
+    service: str,
+    /,
+    *,
+    day: str,
+    limit: int = 5,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Show the first rows of a written day.
+
+    Example: daeda pipeline preview feed_ranking --day 2026-10-02 --workspace demo
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).preview(service, day, limit)
+
+        def human(d: dict[str, Any]) -> None:
+            for i, row in enumerate(d["rows"]):
+                print(f"-- row {i}")
+                for k, v in row.items():
+                    text = repr(v)
+                    print(f"  {k}: {text if len(text) < 100 else text[:97] + '...'}")
+
+        _emit(data, json, human)
+        return 0
+
+    return _run(body, debug, json)
+
+
+@pipeline_app.command(name="manifest")
+def pipeline_manifest(
+    service: str,
+    /,
+    *,
+    day: str,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Print the manifest of a written day (rows, hashes, inputs, store versions, timings).
+
+    Example: daeda pipeline manifest feed_ranking --day 2026-10-02 --workspace demo
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).manifest(service, day)
+        _emit(data, json, lambda d: print(jsonlib.dumps(d, indent=2)))
+        return 0
+
+    return _run(body, debug, json)
+
+
+@app.command(name="audit")
+def audit(
+    service: str,
+    /,
+    *,
+    day: str,
+    sample: int = 100,
+    seed: int = 0,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Recompute sampled rows of a written day by brute force from the raw sources.
+
+    Exit code 0 when every value matches, 9 when any differs (each difference is listed).
+
+    Example: daeda audit feed_ranking --day 2026-10-02 --sample 200 --workspace demo
+
+    Parameters
+    ----------
+    sample
+        How many random rows to recompute.
+    seed
+        Which rows (the same seed picks the same rows).
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).audit(service, day, sample, seed)
+
+        def human(d: dict[str, Any]) -> None:
+            print(
+                f"{d['service']} {d['day']}: checked {d['rows_checked']} of {d['rows_in_day']} rows, "
+                f"{d['columns_checked']} feature columns each"
+            )
+            for diff in d["differences"]:
+                print(
+                    f"  row {diff['row']} {diff['column']}: written {diff['written']!r}, "
+                    f"expected {diff['expected']!r}"
+                )
+            print("no differences" if d["ok"] else f"{len(d['differences'])} difference(s)")
+
+        _emit(data, json, human)
+        return 0 if data["ok"] else EXIT_CODES["audit_failed"]
+
+    return _run(body, debug, json)

@@ -25,6 +25,7 @@ integer arithmetic on whole arrays, so the result depends on neither row order n
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,12 +85,40 @@ class _Output:
 
 
 class _Probes:
-    """Probes whose key has events, sorted by (key id, time); `rows` maps back to input order."""
+    """Probes whose key has events, sorted by (key id, time); `rows` maps back to input order.
 
-    def __init__(self, rows: I64, ids: I64, t: I64) -> None:
+    `start[j]` is where probe j's key begins in any (key id, time) order of the events.
+    """
+
+    def __init__(self, rows: I64, ids: I64, t: I64, start: I64) -> None:
         self.rows = rows
         self.ids = ids
         self.t = t
+        self.start = start
+
+
+_Chunk = tuple[I64, "npt.NDArray[np.uint8] | None"]
+
+
+class _Workspace:
+    """One thread's scratch arrays, reused by every column task that thread runs.
+
+    Why: each fresh 80 MB array costs page faults, and on a VM whose memory is not yet backed
+    they cost ~2 ms per MB (measured here); a handful of reused buffers avoids almost all of it.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        # Long enough for a prefix sum (n + 1) and for whole range-minimum blocks.
+        self.size = max(n + 1, -(-n // _BLOCK) * _BLOCK)
+        self._buffers: dict[str, npt.NDArray[np.generic]] = {}
+
+    def get(self, name: str, dtype: type[np.generic], size: int) -> npt.NDArray[np.generic]:
+        """The buffer `name` (allocated on first use), as `size` elements of `dtype`."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(self.size, dtype)
+        return buf[:size]
 
 
 class _TimeIndex:
@@ -99,25 +128,33 @@ class _TimeIndex:
     before (key, t); `lows[w]` the number before (key, t - w) (`lows[None]`: before the key).
     """
 
-    def __init__(self, ev_ids: I64, times: I64, n_ids: int, probe: _Probes, windows: set[int]):
+    def __init__(
+        self,
+        ev_ids: I64,
+        times: I64,
+        n_ids: int,
+        probe: _Probes,
+        windows: set[int],
+        identity: I64,
+    ) -> None:
         axis = _Axis(ev_ids, times, n_ids, keep_order=True)
         self.hi = axis.positions(probe.ids, probe.t)
-        self.lows: dict[int | None, I64] = {None: axis.starts(probe.ids)}
-        for w in windows:
+        self.lows: dict[int | None, I64] = {None: probe.start}
+        for w in sorted(windows):
             self.lows[w] = axis.positions(probe.ids, _minus(probe.t, w))
-        self.inv = axis.inverse()
+        self.inv = axis.inverse(identity)
         self.times = times
         self.ev_ids = ev_ids
         self.n_ids = n_ids
 
-    def to_sorted(self, chunks: list[_Chunk], part: int) -> npt.NDArray[np.generic]:
-        """Scatter part 0 (values) or 1 (validity as uint8) of a column into sorted order.
+    def scatter(
+        self, chunks: list[_Chunk], part: int, out: npt.NDArray[np.generic]
+    ) -> npt.NDArray[np.generic]:
+        """Part 0 (values) or 1 (validity, 1 when a chunk has no null) of a column, sorted.
 
         A scatter through the inverse permutation, chunk by chunk: measurably faster than a
         gather through the permutation, and it never concatenates the chunks.
         """
-        dtype = np.int64 if part == 0 else np.uint8
-        out = np.empty(len(self.inv), dtype)
         start = 0
         for chunk in chunks:
             n = len(chunk[0])
@@ -125,9 +162,6 @@ class _TimeIndex:
             out[self.inv[start : start + n]] = 1 if src is None else src
             start += n
         return out
-
-
-_Chunk = tuple[I64, "npt.NDArray[np.uint8] | None"]
 
 
 def _compute(
@@ -141,12 +175,17 @@ def _compute(
     ids, t = pr_ids[rows], _concat(probes.column(PROBE_TIME))[rows]
     # Sorted probes make every bound array sorted, so the binary searches stay cache friendly.
     order = _lex_order(ids, t, n_ids)
-    probe = _Probes(rows[order], ids[order], t[order])
-    del ids, t, order
+    ids, t, rows = ids[order], t[order], rows[order]
+    # Each key's run starts at the number of events with a smaller id, whatever the time column.
+    run_start = np.zeros(n_ids + 1, np.int64)
+    np.cumsum(np.bincount(ev_ids, minlength=n_ids), out=run_start[1:])
+    probe = _Probes(rows, ids, t, run_start[ids])
+    del ids, t, rows, order, run_start
     by_time: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(reqs):
         if _nonempty(r.window_us):  # an empty window [t - w, t) keeps the defaults
             by_time[r.time].append(i)
+    identity = np.arange(len(ev_ids), dtype=np.int64)
 
     def index(time: str) -> _TimeIndex:
         windows = {
@@ -154,7 +193,8 @@ def _compute(
             for i in by_time[time]
             if (w := reqs[i].window_us) is not None and reqs[i].op != WindowOp.COUNT_DISTINCT
         }
-        return _TimeIndex(ev_ids, _concat(events.column(time)), n_ids, probe, windows)
+        times = _concat(events.column(time))
+        return _TimeIndex(ev_ids, times, n_ids, probe, windows, identity)
 
     tasks: list[tuple[str, str, list[int]]] = []
     for time, members in by_time.items():
@@ -162,17 +202,20 @@ def _compute(
         for i in members:
             by_column[reqs[i].column].append(i)
         tasks.extend((time, column, col_members) for column, col_members in by_column.items())
+    local = threading.local()
     workers = max(1, min(pl.thread_pool_size(), len(tasks)))
     with ThreadPoolExecutor(workers) as pool:
         indexes = dict(zip(by_time, pool.map(index, by_time), strict=True))
 
         def run(task: tuple[str, str, list[int]]) -> None:
             time, column, col_members = task
-            _column_task(
-                indexes[time], _chunks(events.column(column)), probe, reqs, col_members, out
-            )
+            if not hasattr(local, "workspace"):
+                local.workspace = _Workspace(len(ev_ids))
+            chunks = _chunks(events.column(column))
+            index = indexes[time]
+            _column_task(index, chunks, probe, reqs, col_members, out, local.workspace)
 
-        # list(): surface the first exception, if any.
+        # list(): re-raises the first exception of any task.
         list(pool.map(run, tasks))
 
 
@@ -183,74 +226,75 @@ def _column_task(
     reqs: list[WindowRequest],
     members: list[int],
     out: list[_Output],
+    ws: _Workspace,
 ) -> None:
     """Answer the requests `members`, all on one value column and one time column."""
+    n = ws.n
     ops = {reqs[i].op for i in members}
     hi = index.hi
     has_nulls = any(c[1] is not None for c in chunks)
-    valid_s = index.to_sorted(chunks, 1) if has_nulls else None
-    values_s: I64 | None = None
+    valid_s = index.scatter(chunks, 1, ws.get("valid", np.uint8, n)) if has_nulls else None
+    values_s = None
     if ops & {WindowOp.SUM, WindowOp.MIN, WindowOp.MAX}:
-        values_s = index.to_sorted(chunks, 0)
+        values_s = index.scatter(chunks, 0, ws.get("values", np.int64, n))
         if valid_s is not None:
             # Arrow leaves the value under a null undefined; SUM needs 0 there. MIN/MAX mask
             # nulls again below, so zeroing in place is harmless to them.
-            np.putmask(values_s, valid_s == 0, 0)
+            np.multiply(values_s, valid_s, out=values_s)
     if WindowOp.SUM in ops:
-        assert values_s is not None
-        prefix = _prefix_sum(values_s)
+        prefix = _prefix_sum(values_s, ws.get("a", np.int64, n + 1))
         for i in members:
             if reqs[i].op == WindowOp.SUM:
                 lo = index.lows[reqs[i].window_us]
                 # Wrapping int64: the difference is exact because the window sum itself fits.
                 out[i].values[probe.rows] = prefix[hi] - prefix[lo]
-        del prefix
     count_prefix = None
     if valid_s is not None and ops & {WindowOp.COUNT, WindowOp.MIN, WindowOp.MAX}:
-        count_prefix = _prefix_sum(valid_s)
-
+        count_dtype = np.int32 if n < 2**31 - 1 else np.int64  # half the memory traffic
+        count_prefix = _prefix_sum(valid_s, ws.get("count", count_dtype, n + 1))
     for i in members:
         if reqs[i].op == WindowOp.COUNT:
-            out[i].values[probe.rows] = _window_count(
-                count_prefix, lo=index.lows[reqs[i].window_us], hi=hi
-            )
+            lo = index.lows[reqs[i].window_us]
+            out[i].values[probe.rows] = _window_count(count_prefix, lo=lo, hi=hi)
     for op in (WindowOp.MIN, WindowOp.MAX):
         if op not in ops:
             continue
         assert values_s is not None
+        keys = ws.get("a", np.int64, -(-n // _BLOCK) * _BLOCK)
         # MAX is MIN of ~x: bitwise not reverses the int64 order exactly.
-        keys = values_s if op == WindowOp.MIN else np.invert(values_s)
+        if op == WindowOp.MIN:
+            np.copyto(keys[:n], values_s)
+        else:
+            np.invert(values_s, out=keys[:n])
         if valid_s is not None:
-            keys = np.where(valid_s.view(np.bool_), keys, np.int64(_I64_MAX))
-        range_min = _RangeMin(keys)
-        del keys
+            np.putmask(keys[:n], valid_s == 0, _I64_MAX)  # a null never wins a minimum
+        keys[n:] = _I64_MAX
+        range_min = _RangeMin(
+            keys, ws.get("b", np.int64, len(keys)), ws.get("c", np.int64, len(keys))
+        )
         for i in members:
             if reqs[i].op != op:
                 continue
             lo = index.lows[reqs[i].window_us]
-            hit = np.flatnonzero(
-                _window_count(count_prefix, lo=lo, hi=hi) > 0
-            )  # only windows holding a value have one
-            found = range_min.query(lo[hit], hi[hit])
+            hit = np.flatnonzero(_window_count(count_prefix, lo=lo, hi=hi) > 0)
+            found = range_min.query(lo[hit], hi[hit])  # only windows holding a value have one
             rows = probe.rows[hit]
             out[i].values[rows] = found if op == WindowOp.MIN else np.invert(found)
             valid = out[i].valid
             assert valid is not None
             valid[rows] = True
-        del range_min
-    del values_s, count_prefix
     if WindowOp.COUNT_DISTINCT in ops:
         distinct = [i for i in members if reqs[i].op == WindowOp.COUNT_DISTINCT]
         keep = slice(None) if valid_s is None else valid_s.view(np.bool_)
-        inv = index.inv
         ids_s = np.empty_like(index.ev_ids)
-        ids_s[inv] = index.ev_ids
+        ids_s[index.inv] = index.ev_ids
         times_s = np.empty_like(index.times)
-        times_s[inv] = index.times
+        times_s[index.inv] = index.times
+        col_s = index.scatter(chunks, 0, ws.get("values", np.int64, n))
         counts = _distinct_counts(
             ids_s[keep],
             times_s[keep],
-            index.to_sorted(chunks, 0)[keep],
+            col_s[keep],
             index.n_ids,
             probe,
             {reqs[i].window_us for i in distinct},
@@ -276,7 +320,11 @@ class _Axis:
         self._distinct: I64 | None = None
         stride = self._hi - self._lo + 2  # offsets 0..span are points, span + 1 is "after all"
         if n_ids * stride <= _I64_MAX:
-            offsets = x - np.int64(self._lo)
+            self._stride = np.int64(stride)
+            # In place: intermediate sums may wrap, the final codes are exact (they fit).
+            codes = ids * self._stride
+            codes += x
+            codes -= np.int64(self._lo)
         else:
             order = np.argsort(x)
             xs = x[order]
@@ -284,23 +332,24 @@ class _Axis:
             first[0] = True
             np.not_equal(xs[1:], xs[:-1], out=first[1:])
             self._distinct = xs[first]
-            offsets = np.empty(n, np.int64)
-            offsets[order] = np.cumsum(first) - 1
+            rank = np.empty(n, np.int64)
+            rank[order] = np.cumsum(first) - 1
             del order, xs, first
-            stride = len(self._distinct) + 1
-        self._stride = np.int64(stride)
-        codes = ids * self._stride + offsets
-        del offsets
+            self._stride = np.int64(len(self._distinct) + 1)
+            codes = ids * self._stride
+            codes += rank
+            del rank
         self._perm: I64 | None = np.argsort(codes) if keep_order else None
         # np.sort of the codes again beats gathering them through the permutation.
         codes.sort()
         self._codes = codes
 
-    def inverse(self) -> I64:
-        """For each input point, its index in the sorted order."""
+    def inverse(self, identity: I64) -> I64:
+        """For each input point, its index in the sorted order (`identity` is arange(n))."""
         assert self._perm is not None
         inv = np.empty_like(self._perm)
-        inv[self._perm] = np.arange(len(inv), dtype=np.int64)
+        inv[self._perm] = identity
+        self._perm = None
         return inv
 
     def starts(self, ids: I64) -> I64:
@@ -338,26 +387,23 @@ class _RangeMin:
     usually a few: most windows hold few events).
     """
 
-    def __init__(self, a: I64) -> None:
-        n = len(a)
-        n_blocks = -(-n // _BLOCK)
-        if n % _BLOCK:
-            a = np.concatenate((a, np.full(n_blocks * _BLOCK - n, _I64_MAX, np.int64)))
+    def __init__(self, a: I64, prefix_buf: I64, suffix_buf: I64) -> None:
+        """`a` has whole blocks; the two buffers (same length) become the prefix/suffix minima."""
+        n_blocks = len(a) // _BLOCK
         # Transposed (offset-in-block major): each step of the scans below is one contiguous
         # pass, ~5x faster than walking the columns of the (block, offset) layout.
-        by_offset = np.ascontiguousarray(a.reshape(n_blocks, _BLOCK).T)
-        prefix = np.empty_like(by_offset)
-        suffix = np.empty_like(by_offset)
-        prefix[0] = by_offset[0]
-        suffix[-1] = by_offset[-1]
+        prefix = prefix_buf.reshape(_BLOCK, n_blocks)
+        suffix = suffix_buf.reshape(_BLOCK, n_blocks)
+        np.copyto(prefix, a.reshape(n_blocks, _BLOCK).T)
+        suffix[-1] = prefix[-1]
         for j in range(1, _BLOCK):
-            np.minimum(prefix[j - 1], by_offset[j], out=prefix[j])
-            np.minimum(suffix[-j], by_offset[-j - 1], out=suffix[-j - 1])
-        del by_offset
+            np.minimum(suffix[-j], prefix[-j - 1], out=suffix[-j - 1])
+        for j in range(1, _BLOCK):  # in place, now that the suffixes are taken
+            np.minimum(prefix[j - 1], prefix[j], out=prefix[j])
         self._a = a
         self._n_blocks = n_blocks
-        self._prefix = prefix.reshape(-1)
-        self._suffix = suffix.reshape(-1)
+        self._prefix = prefix_buf
+        self._suffix = suffix_buf
         # levels[j][b] = min of blocks b .. b + 2**j - 1; built only as high as queries need.
         self._levels: list[I64] = [prefix[-1].copy()]
         self._table: I64 | None = None
@@ -519,11 +565,10 @@ def _plus(x: I64, w: int) -> I64:
     return np.where(x <= threshold, total, np.int64(_I64_MAX))
 
 
-def _prefix_sum(a: npt.NDArray[np.generic]) -> I64:
-    """Exclusive prefix sums in int64 (wrapping on overflow), with a leading 0."""
-    out = np.empty(len(a) + 1, np.int64)
+def _prefix_sum(a: npt.NDArray[np.generic], out: npt.NDArray[np.generic]) -> I64:
+    """Exclusive prefix sums of `a` into `out` (len(a) + 1; integer, wrapping on overflow)."""
     out[0] = 0
-    np.cumsum(a, dtype=np.int64, out=out[1:])
+    np.cumsum(a, dtype=out.dtype, out=out[1:])
     return out
 
 

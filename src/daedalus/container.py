@@ -7,12 +7,15 @@ container (and `daeda --help`) never loads DuckDB, Polars, Ray, Lance, Dagster o
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dependency_injector import containers, providers
 
 from daedalus.app.catalog_cases import CatalogCases
+from daedalus.app.demo_cases import DemoCases
+from daedalus.app.pipeline_cases import PipelineCases
 from daedalus.app.settings import Settings
 from daedalus.catalog.registry import FeatureCatalog
 
@@ -22,46 +25,92 @@ __all__ = ["Container", "build_container"]
 def _build(path: str, *args: Any, **kwargs: Any) -> Any:
     """Import `module:attr` and call it: lazy construction of an adapter."""
     module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+    target: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target(*args, **kwargs)
+
+
+def _lazy(path: str) -> Callable[..., Any]:
+    """A callable that imports `module:attr` on first call and forwards to it."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _build(path, *args, **kwargs)
+
+    return call
 
 
 def _load_catalog(directory: Path) -> FeatureCatalog:
     return FeatureCatalog.from_yaml_dir(directory)
 
 
+_AGGREGATORS = {
+    "duckdb": "daedalus.adapters.duckdb.aggregator:DuckDBAggregator",
+    "polars": "daedalus.adapters.polars.aggregator:PolarsAggregator",
+}
+
+
 class Container(containers.DeclarativeContainer):
     """Every surface asks this container for its services; tests override providers."""
 
     config = providers.Configuration()
-    settings = providers.Object(None)
 
     catalog_loader = providers.Object(_load_catalog)
 
-    aggregators = providers.FactoryAggregate(
-        duckdb=providers.Singleton(_build, "daedalus.adapters.duckdb.aggregator:DuckDBAggregator"),
-        polars=providers.Singleton(_build, "daedalus.adapters.polars.aggregator:PolarsAggregator"),
+    # One aggregator per engine, built on first use; `aggregator` is the configured default.
+    aggregators = providers.Singleton(dict)
+    aggregator_for = providers.Singleton(
+        lambda cache: lambda engine: cache.setdefault(engine, _build(_AGGREGATORS[engine])),
+        aggregators,
     )
     aggregator = providers.Selector(
         config.engine,
-        duckdb=providers.Singleton(_build, "daedalus.adapters.duckdb.aggregator:DuckDBAggregator"),
-        polars=providers.Singleton(_build, "daedalus.adapters.polars.aggregator:PolarsAggregator"),
+        duckdb=providers.Singleton(_build, _AGGREGATORS["duckdb"]),
+        polars=providers.Singleton(_build, _AGGREGATORS["polars"]),
     )
+
+    sink = providers.Selector(
+        config.sink,
+        parquet=providers.Singleton(
+            _build, "daedalus.adapters.parquet.sink:ParquetSink", config.out_dir
+        ),
+    )
+    enricher = providers.Singleton(
+        _build,
+        "daedalus.adapters.lance_ray.enricher:RayLanceEnricher",
+        address=config.ray_address,
+    )
+    open_store = providers.Object(
+        _lazy("daedalus.adapters.lance_ray.store:LanceEmbeddingStore.open")
+    )
+    demo_writer = providers.Object(_lazy("daedalus.adapters.demo.generator:write_demo_workspace"))
 
     catalog_cases = providers.Singleton(
         CatalogCases, catalog_dir=config.catalog_dir, load=catalog_loader
     )
+    pipeline_cases = providers.Singleton(
+        PipelineCases,
+        workspace=config.workspace,
+        catalog_cases=catalog_cases,
+        aggregator_for=aggregator_for,
+        sink=sink,
+        enricher=enricher.provider,
+        open_store=open_store,
+        default_engine=config.engine,
+    )
+    demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
 
 
 def build_container(settings: Settings) -> Container:
     """A container configured from `settings`."""
     container = Container()
-    container.settings.override(providers.Object(settings))
     container.config.from_dict(
         {
             "workspace": settings.workspace,
             "catalog_dir": settings.catalog_dir,
             "out_dir": settings.out_dir,
             "engine": settings.engine,
+            "sink": "parquet",
             "ray_address": settings.ray_address,
         }
     )

@@ -71,7 +71,11 @@ def test_catalog_show_a_view_prints_its_definition_and_output_types(
     assert daeda("catalog", "show", "user_activity", "--json") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["kind"] == "feature_view"
-    assert data["location"] == f"{REPO / 'feature_views' / 'user_activity.yaml'}:2:1"
+    path = REPO / "feature_views" / "user_activity.yaml"
+    first_key = next(
+        i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("kind:")
+    )
+    assert data["location"] == f"{path}:{first_key}:1"
     assert data["definition"]["name"] == "user_activity"
     assert data["definition"]["entity"] == "user"
     outputs = {o["name"]: o["type"] for o in data["outputs"]}

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from daedalus.catalog.registry import FeatureCatalog
-from daedalus.pipeline.executor import _Plan
+from daedalus.pipeline.executor import Plan
 from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pit.reference import reference_pit_table
 from daedalus.ports import EmbeddingStorePort, SinkPort, StoreRef
@@ -89,7 +89,7 @@ def audit_day(
 
     Raises SinkError when the day is not written.
     """
-    plan = _Plan(pipeline, catalog, Path(workspace))
+    plan = Plan(pipeline, catalog, Path(workspace))
     table = sink.read_day(pipeline.service, day)
     rng = random.Random(seed)
     picks = sorted(rng.sample(range(table.num_rows), min(sample, table.num_rows)))

@@ -24,7 +24,17 @@ from daedalus.pit.sources import expand_paths, read_source
 from daedalus.pit.spec import AsOfSpec, PitSpec, SourceSpec, specs_for_view
 from daedalus.ports import AggregatorPort, EnricherPort, PoolRequest, SinkPort, StoreRef
 
-__all__ = ["Cancelled", "DayResult", "PipelineError", "RunSummary", "day_range", "run_pipeline"]
+__all__ = [
+    "Cancelled",
+    "DayResult",
+    "PipelineError",
+    "Plan",
+    "RunSummary",
+    "current_identity",
+    "day_range",
+    "is_current",
+    "run_pipeline",
+]
 
 DAY_US = 86_400_000_000
 EPOCH = dt.date(1970, 1, 1)
@@ -121,7 +131,7 @@ def _sha(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class _Plan:
+class Plan:
     """Everything a run needs, resolved and checked once before any day is touched."""
 
     def __init__(
@@ -185,6 +195,31 @@ class _Plan:
         return files
 
 
+def current_identity(plan: Plan, enricher: EnricherPort | None) -> dict[str, Any]:
+    """What a day's manifest must still say for the day to be current: the contract and
+    definition hashes, a fingerprint of every input file, and the embedding store versions.
+
+    Raises PitError for a source without files and EnrichError for a store that cannot serve.
+    """
+    files = plan.input_files()
+    store_versions: dict[str, str] = {}
+    if plan.pool_requests:
+        if enricher is None:
+            raise PipelineError("the service asks for embeddings but no enricher is configured")
+        store_versions = enricher.check(plan.pool_requests)
+    return {
+        "contract_hash": plan.pipeline.contract_hash,
+        "definition_hash": plan.pipeline.definition_hash,
+        "inputs_hash": _sha({k: _fingerprint(v) for k, v in files.items()}),
+        "store_versions": store_versions,
+    }
+
+
+def is_current(manifest: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
+    """True when a committed day's manifest matches the current identity."""
+    return manifest is not None and all(manifest.get(k) == v for k, v in identity.items())
+
+
 def run_pipeline(
     pipeline: OperatorPipeline,
     start: dt.date,
@@ -217,20 +252,9 @@ def run_pipeline(
         raise PipelineError(
             f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
         )
-    plan = _Plan(pipeline, catalog, Path(workspace))
-    files = plan.input_files()
-    store_versions: dict[str, str] = {}
-    if plan.pool_requests:
-        if enricher is None:
-            raise PipelineError("the service asks for embeddings but no enricher is configured")
-        store_versions = enricher.check(plan.pool_requests)
+    plan = Plan(pipeline, catalog, Path(workspace))
+    identity = current_identity(plan, enricher)
     sink.claim(pipeline.service)
-    identity = {
-        "contract_hash": pipeline.contract_hash,
-        "definition_hash": pipeline.definition_hash,
-        "inputs_hash": _sha({k: _fingerprint(v) for k, v in files.items()}),
-        "store_versions": store_versions,
-    }
     emit(
         {
             "event": "run_started",
@@ -268,13 +292,13 @@ def run_pipeline(
     return summary
 
 
-def read_spine_day(plan: _Plan, day: dt.date) -> pa.Table:
+def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
     """The spine rows with timestamps in `[day, day + 1)`, in the order they were read."""
     columns = [*plan.keys, plan.timestamp, *plan.labels]
     return read_source(plan.spine_source, columns, _micros(day), _micros(day) + DAY_US)
 
 
-def _project(plan: _Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
+def _project(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
     """The day's rows in the order and with the exact types of the resolved schema."""
     columns: list[pa.Array | pa.ChunkedArray] = []
     fields = [f for f in plan.schema if f.name in spine.column_names or f.name in features]
@@ -291,7 +315,7 @@ def _project(plan: _Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.
 
 
 def _run_day(
-    plan: _Plan,
+    plan: Plan,
     day: dt.date,
     identity: dict[str, Any],
     aggregator: AggregatorPort,

@@ -1,0 +1,52 @@
+"""Demo use case: write the seeded AI-artwork demo workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from daedalus.app.errors import AppError
+
+__all__ = ["SCALES", "DemoCases"]
+
+SCALES = ("tiny", "small", "medium", "large")
+
+
+class DemoCases:
+    """Creates demo workspaces with the writer the container provides."""
+
+    def __init__(self, writer: Callable[..., Any]) -> None:
+        self._writer = writer
+
+    def init(
+        self, directory: Path, scale: str = "small", seed: int = 7, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """Write a demo workspace into `directory`; refuses a non-empty unrelated directory."""
+        if scale not in SCALES:
+            raise AppError(
+                "invalid_argument",
+                f"scale must be one of {', '.join(SCALES)}, got {scale!r}",
+                {"field": "scale"},
+            )
+        try:
+            summary = self._writer(directory, scale=scale, seed=seed, overwrite=overwrite)
+        except FileExistsError as exc:
+            raise AppError("conflict", str(exc), {"directory": str(directory)}) from exc
+        except ValueError as exc:
+            raise AppError("invalid_argument", str(exc)) from exc
+        return {
+            "workspace": str(Path(directory).resolve()),
+            "scale": scale,
+            "seed": seed,
+            "start": summary.start.isoformat(),
+            "end": summary.end.isoformat(),
+            "rows": {
+                "events": summary.event_rows,
+                "impressions": summary.impression_rows,
+                "user_profiles": summary.user_profile_rows,
+                "artworks": summary.artwork_rows,
+                "embeddings": summary.embedding_rows,
+            },
+            "lance_version": summary.lance_version,
+        }

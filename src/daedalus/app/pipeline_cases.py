@@ -1,0 +1,241 @@
+"""Pipeline use cases: compile, train, status, days, preview, audit (JSON-ready answers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from daedalus.app.catalog_cases import CatalogCases
+from daedalus.app.errors import AppError
+from daedalus.catalog.errors import UnknownName
+from daedalus.pipeline.audit import audit_day
+from daedalus.pipeline.compiler import compile_service
+from daedalus.pipeline.executor import (
+    Cancelled,
+    PipelineError,
+    Plan,
+    current_identity,
+    is_current,
+    run_pipeline,
+)
+from daedalus.pipeline.operators import OperatorPipeline
+from daedalus.pit.errors import PitError
+from daedalus.pit.spec import Engine
+from daedalus.ports import (
+    AggregatorPort,
+    EmbeddingStorePort,
+    EnricherPort,
+    EnrichError,
+    SinkError,
+    SinkPort,
+    StoreRef,
+)
+
+__all__ = ["FORMATS", "PipelineCases", "parse_day"]
+
+FORMATS = ("text", "mermaid", "json")
+
+
+def parse_day(value: str | dt.date, what: str = "day") -> dt.date:
+    """A `YYYY-MM-DD` date; raises AppError(invalid_argument) naming the argument."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise AppError(
+            "invalid_argument", f"{what} must be a date YYYY-MM-DD, got {value!r}", {"field": what}
+        ) from None
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Domain errors → AppError with a stable kind, so every surface reports them alike."""
+    try:
+        yield
+    except AppError:
+        raise
+    except UnknownName as exc:
+        raise AppError("not_found", str(exc), {"name": exc.name, "what": exc.what}) from exc
+    except PipelineError as exc:
+        raise AppError(exc.code, str(exc)) from exc
+    except PitError as exc:
+        raise AppError("invalid_input", str(exc), {"code": exc.code}) from exc
+    except EnrichError as exc:
+        raise AppError("invalid_input", str(exc), {"code": "embedding_store"}) from exc
+    except SinkError as exc:
+        raise AppError("conflict", str(exc)) from exc
+    except Cancelled as exc:
+        raise AppError("cancelled", str(exc)) from exc
+
+
+class PipelineCases:
+    """Training and inspecting a service's datasets. The adapters come from the container."""
+
+    def __init__(
+        self,
+        *,
+        workspace: Path,
+        catalog_cases: CatalogCases,
+        aggregator_for: Callable[[str], AggregatorPort],
+        sink: SinkPort,
+        enricher: Callable[[], EnricherPort],
+        open_store: Callable[[StoreRef], EmbeddingStorePort],
+        default_engine: str = "duckdb",
+    ) -> None:
+        self.workspace = workspace
+        self.catalog_cases = catalog_cases
+        self._aggregator_for = aggregator_for
+        self.sink = sink
+        self._enricher = enricher
+        self._open_store = open_store
+        self.default_engine = default_engine
+
+    def _engine(self, engine: str | None) -> str:
+        value = engine or self.default_engine
+        if value not in {e.value for e in Engine}:
+            raise AppError(
+                "invalid_argument",
+                f"unknown engine {value!r}; choose duckdb or polars",
+                {"field": "engine"},
+            )
+        return value
+
+    def pipeline(self, service: str, engine: str | None = None) -> OperatorPipeline:
+        with translate_errors():
+            return compile_service(service, self.catalog_cases.catalog(), self._engine(engine))
+
+    def compile(self, service: str, engine: str | None = None, fmt: str = "text") -> dict[str, Any]:
+        """The service's operator DAG, as text, Mermaid or JSON."""
+        if fmt not in FORMATS:
+            raise AppError(
+                "invalid_argument",
+                f"format must be one of {', '.join(FORMATS)}, got {fmt!r}",
+                {"field": "format"},
+            )
+        pipeline = self.pipeline(service, engine)
+        rendered: Any = {
+            "text": pipeline.to_text,
+            "mermaid": pipeline.to_mermaid,
+            "json": pipeline.to_dict,
+        }[fmt]()
+        return {"service": service, "format": fmt, "pipeline": rendered}
+
+    def _needs_enricher(self, pipeline: OperatorPipeline) -> EnricherPort | None:
+        return (
+            self._enricher() if any(o.kind.value == "enrich" for o in pipeline.operators) else None
+        )
+
+    def train(
+        self,
+        service: str,
+        start: str | dt.date,
+        end: str | dt.date,
+        *,
+        engine: str | None = None,
+        force: bool = False,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Train the service for every day from start to end; see `run_pipeline`."""
+        first, last = parse_day(start, "start"), parse_day(end, "end")
+        pipeline = self.pipeline(service, engine)
+        with translate_errors():
+            summary = run_pipeline(
+                pipeline,
+                first,
+                last,
+                catalog=self.catalog_cases.catalog(),
+                workspace=self.workspace,
+                aggregator=self._aggregator_for(pipeline.engine),
+                enricher=self._needs_enricher(pipeline),
+                sink=self.sink,
+                force=force,
+                on_event=on_event,
+                should_cancel=should_cancel,
+            )
+        return summary.to_dict()
+
+    def status(self, service: str) -> dict[str, Any]:
+        """The days present and whether each is current (its manifest matches today's inputs)."""
+        pipeline = self.pipeline(service)
+        with translate_errors():
+            plan = Plan(pipeline, self.catalog_cases.catalog(), self.workspace)
+            try:
+                identity: dict[str, Any] | None = current_identity(
+                    plan, self._needs_enricher(pipeline)
+                )
+                problem = None
+            except (PitError, EnrichError) as exc:  # inputs gone: days exist but can't be checked
+                identity, problem = None, str(exc)
+            days = []
+            for day in self.sink.list_days(service):
+                manifest = self.sink.read_manifest(service, day) or {}
+                days.append(
+                    {
+                        "day": day.isoformat(),
+                        "rows": manifest.get("rows"),
+                        "engine": manifest.get("engine"),
+                        "written_at": manifest.get("written_at"),
+                        "current": None if identity is None else is_current(manifest, identity),
+                    }
+                )
+        return {
+            "service": service,
+            "out_dir": self.sink.location(service),
+            "days": days,
+            "problem": problem,
+        }
+
+    def manifest(self, service: str, day: str | dt.date) -> dict[str, Any]:
+        """The manifest of a written day."""
+        d = parse_day(day)
+        self.pipeline(service)  # the service must exist
+        manifest = self.sink.read_manifest(service, d)
+        if manifest is None:
+            raise AppError(
+                "not_found", f"day {d} of {service!r} is not written", {"day": d.isoformat()}
+            )
+        return manifest
+
+    def preview(self, service: str, day: str | dt.date, limit: int = 10) -> dict[str, Any]:
+        """The first `limit` rows of a written day, as JSON-ready records."""
+        if not 1 <= limit <= 1000:
+            raise AppError("invalid_argument", "limit must be from 1 to 1000", {"field": "limit"})
+        d = parse_day(day)
+        self.manifest(service, d)
+        with translate_errors():
+            table = self.sink.read_day(service, d, limit=limit)
+        return {
+            "service": service,
+            "day": d.isoformat(),
+            "columns": table.column_names,
+            "rows": table.to_pylist(),
+        }
+
+    def audit(
+        self, service: str, day: str | dt.date, sample: int = 100, seed: int = 0
+    ) -> dict[str, Any]:
+        """Recompute `sample` rows of a written day by brute force; list every difference."""
+        if not 1 <= sample <= 100_000:
+            raise AppError(
+                "invalid_argument", "sample must be from 1 to 100000", {"field": "sample"}
+            )
+        d = parse_day(day)
+        self.manifest(service, d)
+        pipeline = self.pipeline(service)
+        with translate_errors():
+            report = audit_day(
+                pipeline,
+                d,
+                catalog=self.catalog_cases.catalog(),
+                workspace=self.workspace,
+                sink=self.sink,
+                open_store=self._open_store,
+                sample=sample,
+                seed=seed,
+            )
+        return report.to_dict()
