@@ -8,6 +8,7 @@ pyproject.toml or setup.py changed since the last install.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -57,11 +58,13 @@ def demo(extra: list[str]) -> None:
     """Create the demo workspace (if absent) and train the demo feature service end to end."""
     setup()
     workspace = ROOT / "demo"
-    if not (workspace / "workspace.json").exists():
-        run(BIN / "daeda", "demo", "init", workspace)
+    marker_path = workspace / "workspace.json"
+    if not marker_path.exists() or not json.loads(marker_path.read_text()).get("complete"):
+        run(BIN / "daeda", "demo", "init", workspace, "--scale", "small")
     run(BIN / "daeda", "catalog", "validate", "feature_views")
+    marker = json.loads(marker_path.read_text())
     run(BIN / "daeda", "pipeline", "train", "feed_ranking", "--workspace", workspace,
-        "--catalog", "feature_views", *extra)  # fmt: skip
+        "--catalog", "feature_views", "--start", marker["start"], "--end", marker["end"], *extra)  # fmt: skip
 
 
 def main() -> None:

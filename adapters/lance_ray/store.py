@@ -45,8 +45,12 @@ class LanceEmbeddingStore(EmbeddingStorePort):
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, ref: StoreRef) -> LanceEmbeddingStore:
-        """Open and validate the store; raises EnrichError naming the store and the problem."""
+    def open(cls, ref: StoreRef, *, version: int | str | None = None) -> LanceEmbeddingStore:
+        """Open and validate the store; raises EnrichError naming the store and the problem.
+
+        `version` pins a Lance version (as `version()` returned it): Ray actors open exactly the
+        version the driver checked and recorded, even if the store is written meanwhile.
+        """
 
         def fail(problem: str) -> EnrichError:
             return EnrichError(f"embedding store {ref.name!r} at {ref.path!r}: {problem}")
@@ -57,10 +61,11 @@ class LanceEmbeddingStore(EmbeddingStorePort):
         if "://" not in ref.path and not os.path.exists(ref.path):
             raise fail("the path does not exist")
         try:
-            dataset = lance.dataset(ref.path)
+            dataset = lance.dataset(ref.path, version=None if version is None else int(version))
         except (ValueError, OSError) as exc:  # Lance reports "not found" as ValueError
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise fail(f"not a Lance dataset ({first_line})") from exc
+            what = "not a Lance dataset" if version is None else f"no Lance version {version}"
+            raise fail(f"{what} ({first_line})") from exc
 
         schema = dataset.schema
         columns = ", ".join(schema.names)

@@ -1,0 +1,458 @@
+"""Mean-pooled embedding columns: the vectorised `pool` kernel and the Ray Data enricher.
+
+`pool(table, requests, stores)` is the whole computation, a pure function of one table: each
+row is pooled on its own, so running it per batch (in Ray actors) or once over everything (in
+process) gives bit-identical columns. Its float64 sums run left to right over a row's found
+ids, in list order; that order is part of the contract (tests compare it with a hand loop).
+
+`RayLanceEnricher` runs `pool` as a Ray Data streaming pipeline: read the day's parquet file,
+map batches through a fixed pool of actors (each opens its stores once, at the version the
+driver validated), write ordered parquet parts. Ray's own `write_parquet` is not used: it
+writes through `pyarrow.dataset.write_dataset(use_threads=True)` without `preserve_order`,
+which is documented to be free to reorder rows within a file, and it names files after a
+random write id. The small datasink here writes each write task's blocks with a plain parquet
+writer (order kept), to a temporary name carrying the task index; with `preserve_order` the
+task index follows the input order, so the parts are renamed `part-00000.parquet`, ... in
+that order once the write has completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from daedalus.adapters.lance_ray.store import LanceEmbeddingStore
+from ray.data.block import Block, BlockAccessor
+from ray.data.datasource import Datasink
+from ray.data.datasource.datasink import WriteResult
+
+from daedalus.ports import EnricherPort, EnrichError, EnrichResult, PoolRequest, StoreRef
+
+__all__ = ["RayLanceEnricher", "output_schema", "pool"]
+
+#: CPUs a locally started Ray may use (the machines this runs on are small; see the brief).
+LOCAL_NUM_CPUS = 2
+#: Bound on the ids looked up at once inside `pool` (per column): the gathered float32 vectors
+#: of one chunk take at most this many bytes, whatever the batch size and list lengths.
+_CHUNK_BYTES = 64 * 1024 * 1024
+#: Default minimum rows per written part file (a day of a few hundred thousand rows is one file).
+DEFAULT_MIN_ROWS_PER_FILE = 262_144
+
+_log = logging.getLogger(__name__)
+
+
+# =============================================================================== pool
+
+
+def output_schema(schema: pa.Schema, requests: Sequence[PoolRequest]) -> pa.Schema:
+    """`schema` plus one nullable fixed_size_list<float32>[dim] field per request, in order.
+
+    Raises EnrichError when a source column is missing or not integer / list of integers, or
+    when an output name is already taken.
+    """
+    names = set(schema.names)
+    for req in requests:
+        _source_kind(schema, req)
+        if req.name in names:
+            raise EnrichError(f"pooled column {req.name!r}: a column of that name already exists")
+        names.add(req.name)
+        schema = schema.append(pa.field(req.name, _vector_type(req.store.dim), nullable=True))
+    return schema
+
+
+def pool(
+    table: pa.Table,
+    requests: Sequence[PoolRequest],
+    stores: Mapping[str, LanceEmbeddingStore],
+) -> pa.Table:
+    """`table` plus one column per request: the mean of the found store vectors of each row's id(s).
+
+    `stores` maps `StoreRef.name` to an open store. Per row: the source holds one id (integer
+    column) or a list of ids (possibly empty or null, possibly holding nulls). Null ids and ids
+    not in the store are skipped; an id listed twice counts twice. The mean is the float64 sum
+    of the found vectors, taken left to right in list order, divided by their count, then cast
+    to float32; the row is null when no id is found.
+    """
+    output_schema(table.schema, requests)  # validates every request before any work
+    for req in requests:
+        store = stores.get(req.store.name)
+        if store is None:
+            raise EnrichError(f"pooled column {req.name!r}: store {req.store.name!r} is not open")
+        if store.dim != req.store.dim:
+            raise EnrichError(
+                f"pooled column {req.name!r}: store {req.store.name!r} has dimension "
+                f"{store.dim}, the request expects {req.store.dim}"
+            )
+        column = _pool_column(table.column(req.source), _source_kind(table.schema, req), store)
+        table = table.append_column(pa.field(req.name, column.type, nullable=True), column)
+    return table
+
+
+def _vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def _source_kind(schema: pa.Schema, req: PoolRequest) -> str:
+    """ "one" for an integer source, "many" for a list of integers; EnrichError otherwise."""
+    index = schema.get_field_index(req.source)
+    if index < 0:
+        raise EnrichError(f"pooled column {req.name!r}: source column {req.source!r} is missing")
+    dtype = schema.field(index).type
+    if pa.types.is_integer(dtype):
+        return "one"
+    is_list = (
+        pa.types.is_list(dtype)
+        or pa.types.is_large_list(dtype)
+        or pa.types.is_fixed_size_list(dtype)
+    )
+    if is_list and pa.types.is_integer(dtype.value_type):
+        return "many"
+    raise EnrichError(
+        f"pooled column {req.name!r}: source column {req.source!r} has type {dtype}, "
+        "expected integers or lists of integers"
+    )
+
+
+def _flatten_ids(column: pa.ChunkedArray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids int64 with nulls as 0, valid mask, offsets (n+1,)): row i owns ids[offsets[i]:offsets[i+1]]."""
+    n = len(column)
+    if kind == "one":
+        values = column
+        offsets = np.arange(n + 1, dtype=np.int64)
+    else:
+        # list_flatten emits nothing for null lists (whatever their slots hold) and honours
+        # slicing, so it agrees with value lengths where null lists count 0.
+        values = pc.list_flatten(column)
+        lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+    try:
+        ids = pc.cast(values, pa.int64()).fill_null(0)
+    except pa.ArrowInvalid as exc:  # uint64 beyond int64: such ids cannot be in a store
+        raise EnrichError(f"ids do not fit int64: {exc}") from exc
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    ids_np = ids.to_numpy() if isinstance(ids, pa.Array) else ids.combine_chunks().to_numpy()
+    assert len(ids_np) == offsets[-1], "flattened ids and list lengths disagree"
+    return np.asarray(ids_np, dtype=np.int64), np.asarray(valid, dtype=bool), offsets
+
+
+def _row_chunks(offsets: np.ndarray, max_ids: int) -> Iterator[tuple[int, int]]:
+    """Consecutive row ranges holding at most `max_ids` ids each (a longer row is alone)."""
+    n = len(offsets) - 1
+    start = 0
+    while start < n:
+        end = int(np.searchsorted(offsets, offsets[start] + max_ids, side="right")) - 1
+        end = min(max(end, start + 1), n)
+        yield start, end
+        start = end
+
+
+def _pool_column(column: pa.ChunkedArray, kind: str, store: LanceEmbeddingStore) -> pa.Array:
+    n, dim = len(column), store.dim
+    ids, valid, offsets = _flatten_ids(column, kind)
+    out = np.zeros((n, dim), dtype=np.float32)
+    has = np.zeros(n, dtype=bool)
+    max_ids = max(1, _CHUNK_BYTES // (4 * dim))
+    for r0, r1 in _row_chunks(offsets, max_ids):
+        lo, hi = offsets[r0], offsets[r1]
+        if lo == hi:
+            continue
+        vectors, found = store.lookup(ids[lo:hi])
+        keep = found & valid[lo:hi]
+        # Row (relative to r0) of every kept id; rows stay in ascending order, ids in list order.
+        rows = np.repeat(np.arange(r1 - r0), np.diff(offsets[r0 : r1 + 1]))[keep]
+        if len(rows) == 0:
+            continue
+        kept = vectors[keep]
+        counts = np.bincount(rows, minlength=r1 - r0)
+        starts = np.zeros(r1 - r0, dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        means, pooled_rows = _segment_means(kept, counts, starts)
+        out[r0 + pooled_rows] = means
+        has[r0 + pooled_rows] = True
+    mask = None if has.all() else pa.array(~has)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(out.reshape(-1)), type=_vector_type(dim), mask=mask
+    )
+
+
+def _segment_means(
+    kept: np.ndarray, counts: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 means of the non-empty segments of `kept`, and which rows they belong to.
+
+    The float64 sums run strictly left to right inside each segment, vectorised across rows:
+    step k adds the k-th vector of every row that has more than k. (`np.add.reduceat` is not
+    used: numpy sums a segment as first + pairwise(rest), an order that is deterministic but
+    an implementation detail; this one is the plain loop a reader would write.)
+    """
+    # Rows by descending count, so the rows still summing at step k are a prefix.
+    order = np.argsort(-counts, kind="stable")
+    sorted_counts = counts[order]
+    nonempty = int(np.count_nonzero(sorted_counts))
+    order, sorted_counts = order[:nonempty], sorted_counts[:nonempty]
+    first = starts[order]
+    # Start from the first vector itself (not 0 + v): a single vector keeps its -0.0 signs.
+    sums = kept[first].astype(np.float64)
+    neg_counts = -sorted_counts  # ascending, for searchsorted
+    for k in range(1, int(sorted_counts[0]) if nonempty else 0):
+        active = int(np.searchsorted(neg_counts, -k, side="left"))  # rows with count > k
+        sums[:active] += kept[first[:active] + k]
+    sums /= sorted_counts[:, None]
+    return sums.astype(np.float32), order
+
+
+# =============================================================================== Ray
+
+_ray_lock = threading.Lock()
+_ray_started_here = False
+
+
+def _ensure_ray(address: str | None) -> None:
+    """Start (or connect to) Ray once per process; reuse a session someone else started."""
+    global _ray_started_here
+    with _ray_lock:
+        if ray.is_initialized():
+            return
+        local = address is None
+        ray.init(
+            address=address,
+            num_cpus=LOCAL_NUM_CPUS if local else None,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,  # workers' logs stay in Ray's session directory
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+        _ray_started_here = True
+
+
+@contextlib.contextmanager
+def _data_context(target_block_bytes: int) -> Iterator[None]:
+    """Ray Data settings for one enrich, restored afterwards (the context is process-global).
+
+    `preserve_order` keeps the output rows in input order; smaller blocks let a single input
+    file (one read task) feed every actor instead of one big block going to one actor.
+    """
+    ctx = ray.data.DataContext.get_current()
+    saved = (
+        ctx.execution_options.preserve_order,
+        ctx.target_max_block_size,
+        ctx.enable_progress_bars,
+        ctx.print_on_execution_start,
+    )
+    ctx.execution_options.preserve_order = True
+    ctx.target_max_block_size = target_block_bytes
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        (
+            ctx.execution_options.preserve_order,
+            ctx.target_max_block_size,
+            ctx.enable_progress_bars,
+            ctx.print_on_execution_start,
+        ) = saved
+
+
+class _PoolActor:
+    """A Ray Data actor: opens the stores once (pinned versions, vectors loaded), pools batches."""
+
+    def __init__(
+        self,
+        requests: tuple[PoolRequest, ...],
+        refs: tuple[StoreRef, ...],
+        versions: dict[str, str],
+    ) -> None:
+        self.requests = requests
+        self.stores = {}
+        for ref in refs:
+            store = LanceEmbeddingStore.open(ref, version=versions[ref.name])
+            store.load()
+            self.stores[ref.name] = store
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pool(batch, self.requests, self.stores)
+
+
+class _OrderedParquetSink(Datasink[tuple[int, str, int]]):
+    """Writes each write task's blocks, in order, to one temporary file named by task index."""
+
+    def __init__(self, dest_dir: str, schema: pa.Schema, token: str, min_rows: int | None) -> None:
+        self.dest_dir = dest_dir
+        self.schema = schema
+        self.token = token
+        self._min_rows = min_rows
+        self.written: list[tuple[int, str, int]] = []
+
+    @property
+    def min_rows_per_write(self) -> int | None:
+        return self._min_rows
+
+    def temp_path(self, task_idx: int) -> str:
+        # Hidden (dot) name: readers globbing part-*.parquet never see a half-done write.
+        return os.path.join(self.dest_dir, f".tmp-{self.token}-{task_idx:08d}.parquet")
+
+    def write(self, blocks: Iterable[Block], ctx: Any) -> tuple[int, str, int]:
+        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+        tables = [_conform(t, self.schema) for t in tables if t.num_rows]
+        if not tables:
+            return (ctx.task_idx, "", 0)
+        path = self.temp_path(ctx.task_idx)
+        # A retried task rewrites the same name, so a retry never leaves a duplicate part.
+        with pq.ParquetWriter(path, self.schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+        return (ctx.task_idx, path, sum(t.num_rows for t in tables))
+
+    def on_write_complete(self, write_result: WriteResult[tuple[int, str, int]]) -> None:
+        self.written = sorted(r for r in write_result.write_returns if r and r[1])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The block with exactly `schema`: its columns in order, types cast if Ray changed them."""
+    if table.schema.equals(schema):
+        return table.replace_schema_metadata(schema.metadata)
+    return table.select(schema.names).cast(schema)
+
+
+class RayLanceEnricher(EnricherPort):
+    """Appends mean-pooled embedding columns with Ray Data actors reading Lance stores.
+
+    `address`: a Ray cluster to connect to (None starts a local Ray with 2 CPUs, lazily, on the
+    first `enrich`). `num_actors`: the fixed actor pool size; each actor holds every store it
+    needs in memory. `batch_size`: rows per `pool` call. `min_rows_per_file`: write tasks get
+    at least this many rows (so a day is a few large files, not one per batch).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_actors: int = 2,
+        batch_size: int = 4096,
+        *,
+        min_rows_per_file: int | None = DEFAULT_MIN_ROWS_PER_FILE,
+    ) -> None:
+        if num_actors < 1 or batch_size < 1:
+            raise ValueError("num_actors and batch_size must be positive")
+        self.address = address
+        self.num_actors = num_actors
+        self.batch_size = batch_size
+        self.min_rows_per_file = min_rows_per_file
+
+    # ------------------------------------------------------------------ the port
+
+    def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
+        return {name: store.version() for name, store in self._open_stores(requests).items()}
+
+    def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
+        started = time.perf_counter()
+        requests = tuple(requests)
+        stores = self._open_stores(requests)
+        versions = {name: store.version() for name, store in stores.items()}
+        refs = tuple(store.ref for store in stores.values())
+        metadata = pq.read_metadata(source)
+        schema = output_schema(metadata.schema.to_arrow_schema(), requests)
+        os.makedirs(dest_dir, exist_ok=True)
+        if glob.glob(os.path.join(dest_dir, "part-*.parquet")):
+            raise FileExistsError(f"{dest_dir} already holds part files")
+
+        token = uuid.uuid4().hex[:12]
+        sink = _OrderedParquetSink(dest_dir, schema, token, self.min_rows_per_file)
+        try:
+            if metadata.num_rows:
+                _ensure_ray(self.address)
+                with _data_context(self._block_bytes(metadata, requests)):
+                    ds = ray.data.read_parquet(
+                        source,
+                        partitioning=None,  # no hive columns from a `dt=...` directory name
+                        file_extensions=None,
+                    )
+                    ds = ds.map_batches(
+                        _PoolActor,
+                        fn_constructor_kwargs={
+                            "requests": requests,
+                            "refs": refs,
+                            "versions": versions,
+                        },
+                        batch_format="pyarrow",
+                        batch_size=self.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=self.num_actors),
+                        udf_modifying_row_count=False,
+                    )
+                    ds.write_datasink(sink)
+            files, rows = self._publish(sink, dest_dir)
+            if not files:
+                # Ray writes nothing for an empty input; the day still gets one valid file.
+                path = os.path.join(dest_dir, "part-00000.parquet")
+                pq.write_table(schema.empty_table(), path)
+                files = [path]
+        except BaseException:
+            for path in glob.glob(os.path.join(dest_dir, f".tmp-{token}-*.parquet")):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            raise
+        if rows != metadata.num_rows:
+            raise EnrichError(f"enrich of {source} wrote {rows} rows, read {metadata.num_rows}")
+        return EnrichResult(
+            files=tuple(files),
+            rows=rows,
+            store_versions=versions,
+            seconds=time.perf_counter() - started,
+        )
+
+    def shutdown(self) -> None:
+        """Stop Ray if this process started it (a session joined from elsewhere is left be)."""
+        global _ray_started_here
+        with _ray_lock:
+            if _ray_started_here and ray.is_initialized():
+                ray.shutdown()
+            _ray_started_here = False
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _open_stores(requests: Sequence[PoolRequest]) -> dict[str, LanceEmbeddingStore]:
+        """Each distinct store once, by name; two refs sharing a name must be identical."""
+        stores: dict[str, LanceEmbeddingStore] = {}
+        for req in requests:
+            known = stores.get(req.store.name)
+            if known is None:
+                stores[req.store.name] = LanceEmbeddingStore.open(req.store)
+            elif known.ref != req.store:
+                raise EnrichError(
+                    f"embedding store {req.store.name!r} is named with two definitions: "
+                    f"{known.ref} and {req.store}"
+                )
+        return stores
+
+    def _block_bytes(self, metadata: pq.FileMetaData, requests: Sequence[PoolRequest]) -> int:
+        """A block size of about `batch_size` input rows, so batches spread over the actors."""
+        raw = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        per_row = raw / max(1, metadata.num_rows) + sum(4 * r.store.dim for r in requests)
+        return int(min(128 * 1024 * 1024, max(1024 * 1024, per_row * self.batch_size)))
+
+    @staticmethod
+    def _publish(sink: _OrderedParquetSink, dest_dir: str) -> tuple[list[str], int]:
+        """Rename the temporary parts to part-00000.parquet, ... in task (= input) order."""
+        files, rows = [], 0
+        for i, (_, temp, n) in enumerate(sink.written):
+            final = os.path.join(dest_dir, f"part-{i:05d}.parquet")
+            os.replace(temp, final)
+            files.append(final)
+            rows += n
+        return files, rows
