@@ -3,10 +3,11 @@
 `LanceEmbeddingStore.open(ref)` opens the dataset once, pins the version it saw, and checks the
 columns against the `StoreRef` (raising `EnrichError` naming the store, the path and the
 problem). The first `lookup` (or an explicit `load()`) reads the id and vector columns of that
-pinned version into numpy and sorts them by id; lookups are then a binary search plus a gather,
-with no I/O. The stores this serves are small (at most a few hundred thousand vectors), so a
-full read is cheaper than any per-batch Lance `take`, and loading lazily keeps `check()` on the
-driver cheap: it validates and reads the version without paying for the vectors.
+pinned version into numpy and sorts them by id; lookups are then a direct slot table (dense
+ids) or a binary search, plus a gather, with no I/O. The stores this serves are small (at most
+a few hundred thousand vectors), so a full read is cheaper than any per-batch Lance `take`, and
+loading lazily keeps `check()` on the driver cheap: it validates and reads the version without
+paying for the vectors.
 
 Semantics worth knowing:
   * an id stored several times resolves to its LAST row in the dataset's scan order (fragment
@@ -28,6 +29,11 @@ from daedalus.ports import EmbeddingStorePort, EnrichError, StoreRef
 
 __all__ = ["LanceEmbeddingStore"]
 
+#: Ids whose span (max - min + 1) is at most this many times their count (plus the slack) get a
+#: direct slot table instead of a binary search.
+_DENSE_FACTOR = 4
+_DENSE_SLACK = 1 << 16
+
 
 class LanceEmbeddingStore(EmbeddingStorePort):
     """Vectors of a Lance dataset keyed by an integer id column (see the module docstring)."""
@@ -41,6 +47,8 @@ class LanceEmbeddingStore(EmbeddingStorePort):
         self._version = str(dataset.version)
         self._ids: np.ndarray | None = None  # sorted, unique, int64
         self._vectors: np.ndarray | None = None  # (len(_ids), dim) float32, row i for _ids[i]
+        self._base = 0  # with _slots: _slots[id - _base] is the row of id, or -1
+        self._slots: np.ndarray | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -105,9 +113,14 @@ class LanceEmbeddingStore(EmbeddingStorePort):
 
     def __len__(self) -> int:
         """Distinct ids served (loads the store)."""
+        return len(self.matrix)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The loaded vectors, (distinct ids, dim) float32, rows as `positions` numbers them."""
         self.load()
-        assert self._ids is not None
-        return len(self._ids)
+        assert self._vectors is not None
+        return self._vectors
 
     def load(self) -> None:
         """Read the id and vector columns into memory (once; `lookup` calls it when needed)."""
@@ -135,25 +148,50 @@ class LanceEmbeddingStore(EmbeddingStorePort):
         sorted_ids = ids_np[order]
         last_of_run = np.ones(len(sorted_ids), dtype=bool)
         last_of_run[:-1] = sorted_ids[:-1] != sorted_ids[1:]
-        keep = order[last_of_run]
+        unique_ids = sorted_ids[last_of_run]
         # A compact copy in id order: lookups gather from contiguous memory.
-        self._vectors = np.ascontiguousarray(matrix[keep])
-        self._ids = sorted_ids[last_of_run]
+        self._vectors = np.ascontiguousarray(matrix[order[last_of_run]])
+        self._ids = unique_ids
+        # Ids are usually dense (sequences): then a direct slot table, 4 bytes per id of the
+        # span, replaces the binary search (measured ~15x faster against 300k stored ids).
+        self._base, self._slots = 0, None
+        if len(unique_ids):
+            span = int(unique_ids[-1]) - int(unique_ids[0]) + 1
+            if span <= _DENSE_FACTOR * len(unique_ids) + _DENSE_SLACK:
+                self._base = int(unique_ids[0])
+                self._slots = np.full(span, -1, dtype=np.int32)
+                self._slots[unique_ids - self._base] = np.arange(len(unique_ids), dtype=np.int32)
+
+    def positions(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of `matrix` for `ids` (0 where not found, int64) and the found mask."""
+        self.load()
+        assert self._ids is not None
+        query = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(query) == 0 or len(self._ids) == 0:
+            return np.zeros(len(query), np.int64), np.zeros(len(query), bool)
+        if self._slots is not None:
+            # Unsigned view: ids below the base wrap to huge offsets and fail the range test.
+            offset = (query - self._base).view(np.uint64)
+            in_span = offset < len(self._slots)
+            # Out-of-span ids read slot 0 and are masked out after: one gather, no boolean
+            # indexing (measured ~3x faster).
+            pos = self._slots.take(np.where(in_span, offset, 0).view(np.int64)).astype(np.int64)
+            found = in_span & (pos >= 0)
+            pos[~found] = 0
+            return pos, found
+        pos = np.searchsorted(self._ids, query)
+        np.minimum(pos, len(self._ids) - 1, out=pos)  # past-the-end: compare with the last id
+        found = self._ids[pos] == query
+        pos[~found] = 0
+        return pos, found
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectors for `ids` (any shape-(n,) integer array; may repeat): (n, dim) float32 with
         zero rows where not found, and the found mask."""
-        self.load()
-        assert self._ids is not None and self._vectors is not None
-        query = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(query) == 0 or len(self._ids) == 0:
-            return np.zeros((len(query), self.dim), np.float32), np.zeros(len(query), bool)
-        pos = np.searchsorted(self._ids, query)
-        np.minimum(pos, len(self._ids) - 1, out=pos)  # past-the-end: compare with the last id
-        found = self._ids[pos] == query
-        # One gather for every id (misses fetch some neighbour), then blank the misses: cheaper
-        # than gathering through a boolean mask when almost every id is found.
-        out = self._vectors[pos]
+        pos, found = self.positions(ids)
+        # One gather for every id (misses fetch row 0), then blank the misses: cheaper than
+        # gathering through a boolean mask when almost every id is found.
+        out = self.matrix[pos]
         out[~found] = 0.0
         return out, found
 

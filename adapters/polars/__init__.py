@@ -1,1 +1,1 @@
-"""The Polars engine: its implementation of the window kernel."""
+"""The Polars engine: its window kernel (and the aggregator built on it)."""

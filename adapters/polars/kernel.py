@@ -16,10 +16,11 @@ How it works (see `daedalus.pit.kernel` for the contract):
   is at or after ``t - w``; each occurrence is "live" for ``t`` in an interval, which turns the
   count into two more prefix counts.
 
-Why numpy does the heavy lifting rather than Polars expressions: on 10M events this machine
-measured a Polars two-column sort with payload at ~14 s, ``cum_sum().over(key)`` at ~7 s,
-``join_asof`` at ~3 s and ``rolling_min_by(...).over(key)`` at ~2.7 s, against well under a
-second for numpy's single-column argsort, scatter and sorted ``searchsorted``. Every step is
+Why numpy does the heavy lifting rather than Polars expressions: on 10M events (2 cores) a
+Polars sort by (key, time) carrying 14 value columns took ~14 s, ``cum_sum().over(key)`` on six
+columns ~7.5 s, one ``join_asof`` by key ~3 s and one ``rolling_min_by(...).over(key)`` ~2.7 s,
+against ~0.4 s for numpy's argsort of one packed int64 code and ~0.03 s per scatter or sorted
+``searchsorted``. Polars keeps what it is fastest at here: the key -> id hash join. Every step is
 integer arithmetic on whole arrays, so the result depends on neither row order nor thread count.
 """
 
@@ -47,15 +48,17 @@ _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
 _BLOCK: Final = 16  # range-minimum block: one or two cache lines of int64
 _NULLABLE: Final = frozenset({WindowOp.MIN, WindowOp.MAX})
+_MAX_THREADS: Final = 4
+_SLICE: Final = 1 << 18  # rows per temporary when zeroing nulls: stays in cache
 
 
 class PolarsKernel(WindowKernel):
     """Exact window aggregates on the Polars engine (see the module docstring for the method).
 
     Independent tasks (one per time column, then one per (time column, value column)) run on as
-    many threads as Polars' own pool has (`POLARS_MAX_THREADS`); numpy releases the GIL in all
-    the heavy steps. Each task writes only its own requests' outputs, so the result does not
-    depend on the thread count or on scheduling.
+    many threads as Polars' own pool has (`POLARS_MAX_THREADS`), at most `_MAX_THREADS`; numpy
+    releases the GIL in all the heavy steps. Each task writes only its own requests' outputs,
+    so the result does not depend on the thread count or on scheduling.
     """
 
     name = "polars"
@@ -81,7 +84,7 @@ class _Output:
 
     def __init__(self, n: int, nullable: bool) -> None:
         self.values = np.zeros(n, np.int64)
-        self.valid = np.zeros(n, np.bool_) if nullable else None
+        self.valid: Mask | None = np.zeros(n, np.bool_) if nullable else None
 
 
 class _Probes:
@@ -104,7 +107,7 @@ class _Workspace:
     """One thread's scratch arrays, reused by every column task that thread runs.
 
     Why: each fresh 80 MB array costs page faults, and on a VM whose memory is not yet backed
-    they cost ~2 ms per MB (measured here); a handful of reused buffers avoids almost all of it.
+    they cost ~2 ms per MB (measured on this VM); a handful of reused buffers avoids almost all of it.
     """
 
     def __init__(self, n: int) -> None:
@@ -143,9 +146,6 @@ class _TimeIndex:
         for w in sorted(windows):
             self.lows[w] = axis.positions(probe.ids, _minus(probe.t, w))
         self.inv = axis.inverse(identity)
-        self.times = times
-        self.ev_ids = ev_ids
-        self.n_ids = n_ids
 
     def scatter(
         self, chunks: list[_Chunk], part: int, out: npt.NDArray[np.generic]
@@ -161,6 +161,22 @@ class _TimeIndex:
             src = chunk[part]
             out[self.inv[start : start + n]] = 1 if src is None else src
             start += n
+        return out
+
+    def scatter_zeroing_nulls(self, chunks: list[_Chunk], out: I64) -> I64:
+        """A column's values in sorted order, 0 under nulls (whose Arrow value is undefined).
+
+        Zeroing before the scatter, a slice at a time, spares sorting the validity too.
+        """
+        start = 0
+        for values, valid in chunks:
+            if valid is None:
+                out[self.inv[start : start + len(values)]] = values
+            else:
+                for at in range(0, len(values), _SLICE):
+                    part = np.multiply(values[at : at + _SLICE], valid[at : at + _SLICE])
+                    out[self.inv[start + at : start + at + len(part)]] = part
+            start += len(values)
         return out
 
 
@@ -185,7 +201,7 @@ def _compute(
     for i, r in enumerate(reqs):
         if _nonempty(r.window_us):  # an empty window [t - w, t) keeps the defaults
             by_time[r.time].append(i)
-    identity = np.arange(len(ev_ids), dtype=np.int64)
+    identity = [np.arange(len(ev_ids), dtype=np.int64)]  # a list, to free it after phase 1
 
     def index(time: str) -> _TimeIndex:
         windows = {
@@ -194,7 +210,7 @@ def _compute(
             if (w := reqs[i].window_us) is not None and reqs[i].op != WindowOp.COUNT_DISTINCT
         }
         times = _concat(events.column(time))
-        return _TimeIndex(ev_ids, times, n_ids, probe, windows, identity)
+        return _TimeIndex(ev_ids, times, n_ids, probe, windows, identity[0])
 
     tasks: list[tuple[str, str, list[int]]] = []
     for time, members in by_time.items():
@@ -202,18 +218,27 @@ def _compute(
         for i in members:
             by_column[reqs[i].column].append(i)
         tasks.extend((time, column, col_members) for column, col_members in by_column.items())
+    # Costliest first, so that no long task is left alone at the end.
+    cost = {WindowOp.COUNT: 1, WindowOp.SUM: 2, WindowOp.MIN: 4, WindowOp.MAX: 4}
+    tasks.sort(key=lambda task: -sum(cost.get(reqs[i].op, 8) for i in task[2]))
     local = threading.local()
-    workers = max(1, min(pl.thread_pool_size(), len(tasks)))
+    # Each thread holds a workspace of ~29 bytes per event: cap the threads to bound memory.
+    workers = max(1, min(pl.thread_pool_size(), len(tasks), _MAX_THREADS))
     with ThreadPoolExecutor(workers) as pool:
         indexes = dict(zip(by_time, pool.map(index, by_time), strict=True))
+        identity.clear()
 
         def run(task: tuple[str, str, list[int]]) -> None:
             time, column, col_members = task
             if not hasattr(local, "workspace"):
                 local.workspace = _Workspace(len(ev_ids))
             chunks = _chunks(events.column(column))
-            index = indexes[time]
-            _column_task(index, chunks, probe, reqs, col_members, out, local.workspace)
+            time_index = indexes[time]
+            _column_task(time_index, chunks, probe, reqs, col_members, out, local.workspace)
+            distinct = [i for i in col_members if reqs[i].op == WindowOp.COUNT_DISTINCT]
+            if distinct:
+                times = _chunks(events.column(time))
+                _distinct_task(time_index, ev_ids, n_ids, times, chunks, probe, reqs, distinct, out)
 
         # list(): re-raises the first exception of any task.
         list(pool.map(run, tasks))
@@ -233,14 +258,13 @@ def _column_task(
     ops = {reqs[i].op for i in members}
     hi = index.hi
     has_nulls = any(c[1] is not None for c in chunks)
-    valid_s = index.scatter(chunks, 1, ws.get("valid", np.uint8, n)) if has_nulls else None
+    valid_s = None
+    if has_nulls and ops & {WindowOp.COUNT, WindowOp.MIN, WindowOp.MAX}:
+        valid_s = index.scatter(chunks, 1, ws.get("valid", np.uint8, n))
     values_s = None
     if ops & {WindowOp.SUM, WindowOp.MIN, WindowOp.MAX}:
-        values_s = index.scatter(chunks, 0, ws.get("values", np.int64, n))
-        if valid_s is not None:
-            # Arrow leaves the value under a null undefined; SUM needs 0 there. MIN/MAX mask
-            # nulls again below, so zeroing in place is harmless to them.
-            np.multiply(values_s, valid_s, out=values_s)
+        # SUM needs 0 under a null; MIN/MAX mask nulls again below, so it is harmless to them.
+        values_s = index.scatter_zeroing_nulls(chunks, ws.get("values", np.int64, n))
     if WindowOp.SUM in ops:
         prefix = _prefix_sum(values_s, ws.get("a", np.int64, n + 1))
         for i in members:
@@ -260,47 +284,55 @@ def _column_task(
         if op not in ops:
             continue
         assert values_s is not None
-        keys = ws.get("a", np.int64, -(-n // _BLOCK) * _BLOCK)
-        # MAX is MIN of ~x: bitwise not reverses the int64 order exactly.
-        if op == WindowOp.MIN:
-            np.copyto(keys[:n], values_s)
-        else:
-            np.invert(values_s, out=keys[:n])
+        # The keys overwrite the values in place (SUM is done with them): MIN keys are the
+        # values with nulls as +inf; MAX keys are ~x, as bitwise not reverses the int64 order
+        # exactly, and it maps MIN's +inf nulls to -inf, so nulls are masked again after it.
+        keys = ws.get("values", np.int64, -(-n // _BLOCK) * _BLOCK)
+        if op == WindowOp.MAX:
+            np.invert(keys[:n], out=keys[:n])
         if valid_s is not None:
             np.putmask(keys[:n], valid_s == 0, _I64_MAX)  # a null never wins a minimum
         keys[n:] = _I64_MAX
         range_min = _RangeMin(
-            keys, ws.get("b", np.int64, len(keys)), ws.get("c", np.int64, len(keys))
+            keys, ws.get("a", np.int64, len(keys)), ws.get("b", np.int64, len(keys))
         )
+        queries = []
         for i in members:
-            if reqs[i].op != op:
-                continue
-            lo = index.lows[reqs[i].window_us]
-            hit = np.flatnonzero(_window_count(count_prefix, lo=lo, hi=hi) > 0)
-            found = range_min.query(lo[hit], hi[hit])  # only windows holding a value have one
+            if reqs[i].op == op:
+                lo = index.lows[reqs[i].window_us]
+                # Only windows holding a value have a minimum.
+                hit = np.flatnonzero(_window_count(count_prefix, lo=lo, hi=hi) > 0)
+                queries.append((i, hit, lo[hit], hi[hit]))
+        range_min.reserve(max(range_min.top_level(q[2], q[3]) for q in queries))
+        for i, hit, lo_hit, hi_hit in queries:
+            found = range_min.query(lo_hit, hi_hit)
             rows = probe.rows[hit]
             out[i].values[rows] = found if op == WindowOp.MIN else np.invert(found)
             valid = out[i].valid
             assert valid is not None
             valid[rows] = True
-    if WindowOp.COUNT_DISTINCT in ops:
-        distinct = [i for i in members if reqs[i].op == WindowOp.COUNT_DISTINCT]
-        keep = slice(None) if valid_s is None else valid_s.view(np.bool_)
-        ids_s = np.empty_like(index.ev_ids)
-        ids_s[index.inv] = index.ev_ids
-        times_s = np.empty_like(index.times)
-        times_s[index.inv] = index.times
-        col_s = index.scatter(chunks, 0, ws.get("values", np.int64, n))
-        counts = _distinct_counts(
-            ids_s[keep],
-            times_s[keep],
-            col_s[keep],
-            index.n_ids,
-            probe,
-            {reqs[i].window_us for i in distinct},
-        )
-        for i in distinct:
-            out[i].values[probe.rows] = counts[reqs[i].window_us]
+
+
+def _distinct_task(
+    index: _TimeIndex,
+    ev_ids: I64,
+    n_ids: int,
+    times: list[_Chunk],
+    chunks: list[_Chunk],
+    probe: _Probes,
+    reqs: list[WindowRequest],
+    members: list[int],
+    out: list[_Output],
+) -> None:
+    """Answer the COUNT_DISTINCT requests `members` (one value column, one time column)."""
+    ids_s = index.scatter([(ev_ids, None)], 0, np.empty_like(ev_ids))
+    times_s = index.scatter(times, 0, np.empty_like(ev_ids))
+    values_s = index.scatter(chunks, 0, np.empty_like(ev_ids))
+    keep = index.scatter(chunks, 1, np.empty(len(ev_ids), np.uint8)).view(np.bool_)
+    windows = {reqs[i].window_us for i in members}
+    counts = _distinct_counts(ids_s[keep], times_s[keep], values_s[keep], n_ids, probe, windows)
+    for i in members:
+        out[i].values[probe.rows] = counts[reqs[i].window_us]
 
 
 class _Axis:
@@ -345,11 +377,15 @@ class _Axis:
         self._codes = codes
 
     def inverse(self, identity: I64) -> I64:
-        """For each input point, its index in the sorted order (`identity` is arange(n))."""
+        """For each input point, its index in the sorted order (`identity` is arange(n)).
+
+        Ends the axis: the inverse is written over the codes, sparing a fresh array.
+        """
         assert self._perm is not None
-        inv = np.empty_like(self._perm)
+        inv = self._codes
         inv[self._perm] = identity
         self._perm = None
+        del self._codes
         return inv
 
     def starts(self, ids: I64) -> I64:
@@ -366,8 +402,13 @@ class _Axis:
 
     def _offsets(self, bounds: I64) -> I64:
         if self._distinct is None:
-            # Clamp into [0, span + 1]: all points are >= lo and <= hi. The unclamped difference
-            # may wrap, but only where np.where discards it.
+            # Clamp into [lo, hi + 1]: every point is in [lo, hi], so "x < bound" is unchanged.
+            if self._hi < _I64_MAX:
+                offsets = np.clip(bounds, self._lo, self._hi + 1)
+                offsets -= np.int64(self._lo)
+                return offsets
+            # hi + 1 would overflow; the unclamped difference may wrap, but only where
+            # np.where discards it.
             inside = bounds - np.int64(self._lo)
             after = self._stride - 1
             return np.where(bounds < self._lo, 0, np.where(bounds > self._hi, after, inside))
@@ -404,17 +445,41 @@ class _RangeMin:
         self._n_blocks = n_blocks
         self._prefix = prefix_buf
         self._suffix = suffix_buf
-        # levels[j][b] = min of blocks b .. b + 2**j - 1; built only as high as queries need.
-        self._levels: list[I64] = [prefix[-1].copy()]
-        self._table: I64 | None = None
-        self._table_starts: I64 | None = None
+        # Sparse table: level j at _starts[j] holds, per block b, the minimum of blocks
+        # b .. b + 2**j - 1; built only as high as the queries need (see `reserve`).
+        self._table = np.zeros(0, np.int64)
+        self._starts = np.zeros(0, np.int64)
+        self._top = -1
 
     def _at(self, pos: I64) -> I64:
         """Index of position `pos` in the transposed prefix/suffix arrays."""
         return (pos % _BLOCK) * self._n_blocks + pos // _BLOCK
 
+    def top_level(self, lo: I64, hi: I64) -> int:
+        """The highest sparse-table level `query(lo, hi)` needs (-1: none)."""
+        if not len(lo):
+            return -1
+        widest = int(((hi - 1) // _BLOCK - lo // _BLOCK).max()) - 1  # whole blocks between
+        return widest.bit_length() - 1 if widest > 0 else -1
+
+    def reserve(self, top: int) -> None:
+        """Build the sparse table over block minima up to level `top`, in one array."""
+        if top <= self._top:
+            return
+        n = self._n_blocks
+        sizes = [n - (1 << j) + 1 for j in range(top + 1)]
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        table = np.empty(sum(sizes), np.int64)
+        table[:n] = self._prefix[(_BLOCK - 1) * n :]  # level 0: each block's minimum
+        for j in range(1, top + 1):
+            prev = table[starts[j - 1] : starts[j - 1] + sizes[j - 1]]
+            half = 1 << (j - 1)
+            np.minimum(prev[:-half], prev[half:], out=table[starts[j] : starts[j] + sizes[j]])
+        self._table, self._starts, self._top = table, starts, top
+
     def query(self, lo: I64, hi: I64) -> I64:
         """Minimum of ``a[lo:hi]`` for each pair (every ``lo < hi``)."""
+        self.reserve(self.top_level(lo, hi))
         last = hi - 1
         first_block = lo // _BLOCK
         last_block = last // _BLOCK
@@ -426,10 +491,10 @@ class _RangeMin:
             width = between[spanning]
             # floor(log2(width)), exact: width < 2**53 is exactly representable.
             level = np.frexp(width.astype(np.float64))[1].astype(np.int64) - 1
-            table, starts = self._sparse_table(int(level.max()))
-            left = starts[level] + first_block[spanning] + 1
-            right = starts[level] + last_block[spanning] - (np.int64(1) << level)
-            out[spanning] = np.minimum(out[spanning], np.minimum(table[left], table[right]))
+            starts = self._starts[level]
+            left = self._table[starts + first_block[spanning] + 1]
+            right = self._table[starts + last_block[spanning] - (np.int64(1) << level)]
+            out[spanning] = np.minimum(out[spanning], np.minimum(left, right))
         inside = np.flatnonzero(first_block == last_block)
         if inside.size:
             start = lo[inside]
@@ -443,19 +508,6 @@ class _RangeMin:
                 live = live[length[live] > step]
             out[inside] = found
         return out
-
-    def _sparse_table(self, top: int) -> tuple[I64, I64]:
-        """Levels 0..`top` concatenated, and where each level starts in that array."""
-        if self._table is None or len(self._levels) <= top:
-            while len(self._levels) <= top:
-                prev = self._levels[-1]
-                half = 1 << (len(self._levels) - 1)
-                self._levels.append(np.minimum(prev[:-half], prev[half:]))
-            sizes = np.array([len(level) for level in self._levels], np.int64)
-            self._table_starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
-            self._table = np.concatenate(self._levels)
-        assert self._table_starts is not None
-        return self._table, self._table_starts
 
 
 def _distinct_counts(

@@ -13,8 +13,10 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from daedalus.app.application import Application
 from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.demo_cases import DemoCases
+from daedalus.app.jobs import JobCases
 from daedalus.app.pipeline_cases import PipelineCases
 from daedalus.app.settings import Settings
 from daedalus.catalog.registry import FeatureCatalog
@@ -100,6 +102,18 @@ class Container(containers.DeclarativeContainer):
     )
     demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
 
+    run_store = providers.Singleton(
+        _build, "daedalus.adapters.runstore.sqlite:SqliteRunStore", config.run_store_path
+    )
+    job_cases = providers.Singleton(JobCases, store=run_store, pipeline=pipeline_cases)
+    application = providers.Singleton(
+        Application,
+        settings=config.settings_object,
+        catalog=catalog_cases,
+        pipeline=pipeline_cases,
+        jobs=job_cases,
+    )
+
 
 def build_container(settings: Settings) -> Container:
     """A container configured from `settings`."""
@@ -112,6 +126,8 @@ def build_container(settings: Settings) -> Container:
             "engine": settings.engine,
             "sink": "parquet",
             "ray_address": settings.ray_address,
+            "run_store_path": settings.workspace / ".daedalus" / "runs.sqlite",
         }
     )
+    container.config.settings_object.from_value(settings)
     return container

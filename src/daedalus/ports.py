@@ -170,3 +170,27 @@ class SinkPort(abc.ABC):
     @abc.abstractmethod
     def read_day(self, service: str, day: dt.date, *, limit: int | None = None) -> pa.Table:
         """The rows of a committed day (the first `limit` rows if given)."""
+
+
+class RunStorePort(abc.ABC):
+    """Where jobs (training runs) are recorded, so their history survives a restart."""
+
+    @abc.abstractmethod
+    def create(self, kind: str, params: dict[str, Any], owner: str) -> dict[str, Any]:
+        """Record a new job in state `queued`; returns the job record (with its `id`)."""
+
+    @abc.abstractmethod
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Change fields of a job (`state`, `progress`, `result`, `error`, `started_at`, …)."""
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job record, or None."""
+
+    @abc.abstractmethod
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent jobs, newest first."""
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask a queued or running job to stop; False if it had already finished."""

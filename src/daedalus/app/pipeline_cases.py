@@ -10,6 +10,7 @@ from typing import Any
 
 from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.errors import AppError
+from daedalus.app.jsonable import jsonable
 from daedalus.catalog.errors import UnknownName
 from daedalus.pipeline.audit import audit_day
 from daedalus.pipeline.compiler import compile_service
@@ -238,4 +239,4 @@ class PipelineCases:
                 sample=sample,
                 seed=seed,
             )
-        return report.to_dict()
+        return jsonable(report.to_dict())

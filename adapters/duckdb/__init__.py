@@ -1,0 +1,1 @@
+"""DuckDB engine adapter: the window kernel computed in SQL over Arrow tables."""

@@ -1,0 +1,1 @@
+"""Run stores: where jobs are recorded."""

@@ -1,0 +1,300 @@
+"""The application API every surface calls: one method per use case, described once in USE_CASES.
+
+The CLI, the JSON-RPC server, the MCP server and Dagster hold no feature logic: they translate
+their inputs into these calls and the answers (JSON-ready dicts) into their outputs. USE_CASES
+is the single description of names, parameters and whether a case writes, from which the RPC
+method table, its OpenRPC document and the MCP tools' input schemas are derived.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from daedalus.app.catalog_cases import CatalogCases
+from daedalus.app.errors import AppError
+from daedalus.app.jobs import JobCases
+from daedalus.app.pipeline_cases import FORMATS, PipelineCases
+from daedalus.app.settings import Settings
+
+__all__ = ["USE_CASES", "Application", "Param", "UseCase"]
+
+
+@attrs.frozen
+class Param:
+    """One parameter of a use case, with its JSON-schema type."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    required: bool = True
+    default: Any = None
+
+
+@attrs.frozen
+class UseCase:
+    """A use case: its method name (`noun.verb`), what it does, its parameters, and whether it
+    writes or starts work (surfaces guard those, e.g. with a bearer token)."""
+
+    name: str
+    method: str
+    summary: str
+    params: tuple[Param, ...] = ()
+    writes: bool = False
+
+    def input_schema(self) -> dict[str, Any]:
+        props = {}
+        for p in self.params:
+            prop = {**p.schema, "description": p.description}
+            if not p.required and p.default is not None:
+                prop["default"] = p.default
+            props[p.name] = prop
+        return {
+            "type": "object",
+            "properties": props,
+            "required": [p.name for p in self.params if p.required],
+            "additionalProperties": False,
+        }
+
+
+_DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "format": "date"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_SERVICE = Param("service", _NAME, "A feature service name, e.g. feed_ranking.")
+_DAY = Param("day", _DATE, "A day (YYYY-MM-DD) that has been written.")
+_ENGINE = Param(
+    "engine",
+    {"type": "string", "enum": ["duckdb", "polars"]},
+    "The compute engine (both give the same bits).",
+    required=False,
+)
+
+USE_CASES: tuple[UseCase, ...] = (
+    UseCase(
+        "catalog_list",
+        "catalog.list",
+        "List entities, feature views, feature services and embedding stores.",
+    ),
+    UseCase(
+        "catalog_describe",
+        "catalog.describe",
+        "Describe one view, service, embedding store or entity.",
+        (Param("name", _NAME, "The view, service, store or entity name."),),
+    ),
+    UseCase(
+        "catalog_validate",
+        "catalog.validate",
+        "Check a catalog directory and list every error with file, line and column.",
+        (
+            Param(
+                "directory",
+                {"type": "string"},
+                "A directory inside the workspace (default: the configured catalog).",
+                required=False,
+            ),
+        ),
+    ),
+    UseCase(
+        "service_schema",
+        "service.schema",
+        "The resolved schema (the column-level contract) of a service.",
+        (_SERVICE,),
+    ),
+    UseCase(
+        "pipeline_compile",
+        "pipeline.compile",
+        "Compile a service into its operator DAG.",
+        (
+            _SERVICE,
+            Param(
+                "format",
+                {"type": "string", "enum": list(FORMATS)},
+                "text, mermaid or json.",
+                required=False,
+                default="text",
+            ),
+            _ENGINE,
+        ),
+    ),
+    UseCase(
+        "train_start",
+        "pipeline.train",
+        "Start training a service over a date range as a background job; returns the job.",
+        (
+            _SERVICE,
+            Param("start", _DATE, "First day (YYYY-MM-DD)."),
+            Param("end", _DATE, "Last day, included."),
+            _ENGINE,
+            Param(
+                "force",
+                {"type": "boolean"},
+                "Recompute days that are current.",
+                required=False,
+                default=False,
+            ),
+        ),
+        writes=True,
+    ),
+    UseCase(
+        "job_status",
+        "job.status",
+        "A job's state, progress, result or error.",
+        (Param("job_id", _NAME, "The job id returned by pipeline.train."),),
+    ),
+    UseCase(
+        "job_list",
+        "job.list",
+        "The most recent jobs, newest first.",
+        (
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                "How many.",
+                required=False,
+                default=20,
+            ),
+        ),
+    ),
+    UseCase(
+        "job_cancel",
+        "job.cancel",
+        "Cancel a queued or running job (no partial day is left).",
+        (Param("job_id", _NAME, "The job to cancel."),),
+        writes=True,
+    ),
+    UseCase(
+        "days_list",
+        "days.list",
+        "The days written for a service and whether each is current.",
+        (_SERVICE,),
+    ),
+    UseCase("day_manifest", "days.manifest", "The manifest of a written day.", (_SERVICE, _DAY)),
+    UseCase(
+        "day_preview",
+        "days.preview",
+        "The first rows of a written day.",
+        (
+            _SERVICE,
+            _DAY,
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                "How many rows.",
+                required=False,
+                default=10,
+            ),
+        ),
+    ),
+    UseCase(
+        "day_audit",
+        "days.audit",
+        "Recompute sampled rows of a written day by brute force and list every difference.",
+        (
+            _SERVICE,
+            _DAY,
+            Param(
+                "sample",
+                {"type": "integer", "minimum": 1, "maximum": 100000},
+                "How many rows to check.",
+                required=False,
+                default=100,
+            ),
+            Param("seed", {"type": "integer"}, "Which rows.", required=False, default=0),
+        ),
+    ),
+)
+
+
+class Application:
+    """The use cases, with their inputs checked (paths confined to the workspace)."""
+
+    def __init__(
+        self, settings: Settings, catalog: CatalogCases, pipeline: PipelineCases, jobs: JobCases
+    ) -> None:
+        self.settings = settings
+        self._catalog = catalog
+        self._pipeline = pipeline
+        self.jobs = jobs
+
+    def confine(self, path: str | Path, what: str = "path") -> Path:
+        """`path` resolved inside the workspace; raises AppError(forbidden) if it escapes."""
+        candidate = Path(path)
+        resolved = (
+            candidate if candidate.is_absolute() else self.settings.workspace / candidate
+        ).resolve()
+        if not resolved.is_relative_to(self.settings.workspace):
+            raise AppError(
+                "forbidden",
+                f"{what} {str(path)!r} is outside the workspace {self.settings.workspace}",
+                {"field": what},
+            )
+        return resolved
+
+    def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Run use case `name` with keyword `arguments` (already schema-checked by the surface)."""
+        case = next((c for c in USE_CASES if c.name == name), None)
+        if case is None:
+            raise AppError("not_found", f"unknown use case {name!r}")
+        known = {p.name for p in case.params}
+        extra = set(arguments) - known
+        if extra:
+            raise AppError(
+                "invalid_argument",
+                f"unexpected argument(s) {', '.join(sorted(extra))} for {case.method}",
+                {"field": sorted(extra)[0]},
+            )
+        missing = [p.name for p in case.params if p.required and p.name not in arguments]
+        if missing:
+            raise AppError(
+                "invalid_argument",
+                f"missing argument(s) {', '.join(missing)} for {case.method}",
+                {"field": missing[0]},
+            )
+        return getattr(self, name)(**arguments)
+
+    # -- the use cases ------------------------------------------------------------------------
+
+    def catalog_list(self) -> dict[str, Any]:
+        return self._catalog.list_catalog()
+
+    def catalog_describe(self, name: str) -> dict[str, Any]:
+        return self._catalog.describe(name)
+
+    def catalog_validate(self, directory: str | None = None) -> dict[str, Any]:
+        target = self.confine(directory, "directory") if directory is not None else None
+        return self._catalog.validate(target)
+
+    def service_schema(self, service: str) -> dict[str, Any]:
+        return self._catalog.service_schema(service)
+
+    def pipeline_compile(
+        self, service: str, format: str = "text", engine: str | None = None
+    ) -> dict[str, Any]:
+        return self._pipeline.compile(service, engine, format)
+
+    def train_start(
+        self, service: str, start: str, end: str, engine: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        return self.jobs.start_training(service, start, end, engine=engine, force=force)
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        return self.jobs.status(job_id)
+
+    def job_list(self, limit: int = 20) -> dict[str, Any]:
+        return {"jobs": self.jobs.list(limit)}
+
+    def job_cancel(self, job_id: str) -> dict[str, Any]:
+        return self.jobs.cancel(job_id)
+
+    def days_list(self, service: str) -> dict[str, Any]:
+        return self._pipeline.status(service)
+
+    def day_manifest(self, service: str, day: str) -> dict[str, Any]:
+        return self._pipeline.manifest(service, day)
+
+    def day_preview(self, service: str, day: str, limit: int = 10) -> dict[str, Any]:
+        return self._pipeline.preview(service, day, limit)
+
+    def day_audit(self, service: str, day: str, sample: int = 100, seed: int = 0) -> dict[str, Any]:
+        return self._pipeline.audit(service, day, sample, seed)

@@ -1,0 +1,309 @@
+"""The Polars window kernel agrees exactly with the brute-force reference of the kernel contract."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from daedalus.adapters.polars import kernel as polars_kernel
+from daedalus.adapters.polars.kernel import PolarsKernel
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daedalus.pit.kernel import KEY, PROBE_TIME, WindowOp, WindowRequest
+from tests.kernel_contract import reference_window_aggregate
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+EXTREME_TIMES = [INT64_MIN, INT64_MIN + 1, -5, -1, 0, 1, 5, INT64_MAX - 1, INT64_MAX]
+EXTREME_VALUES = [INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX - 1, INT64_MAX]
+
+# Keeps the default suite fast; set DAEDALUS_KERNEL_EXAMPLES=5000 for a deep fuzz.
+EXAMPLES = int(os.environ.get("DAEDALUS_KERNEL_EXAMPLES", "200"))
+FAST = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+KERNEL = PolarsKernel()
+
+
+def chunked(table: pa.Table, cuts: list[int]) -> pa.Table:
+    """The same rows split into several chunks at `cuts` (slices: chunks with offsets)."""
+    bounds = sorted({0, table.num_rows, *(c for c in cuts if 0 < c < table.num_rows)})
+    if len(bounds) < 2:
+        return table
+    return pa.concat_tables([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
+
+
+def assert_matches_reference(
+    events: pa.Table, probes: pa.Table, requests: list[WindowRequest]
+) -> pa.Table:
+    got = KERNEL.window_aggregate(events, probes, requests)
+    expected = reference_window_aggregate(events, probes, requests)
+    assert got.schema == expected.schema
+    if requests:  # a table without columns has no rows
+        assert got.num_rows == probes.num_rows
+    for name in expected.column_names:
+        assert got[name].to_pylist() == expected[name].to_pylist(), name
+    return got
+
+
+# ----------------------------------------------------------------------------- strategies
+
+OPS = list(WindowOp)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, *, extreme: bool = False) -> tuple[pa.Table, pa.Table, list]:
+    """Tiny tables where keys, times and values collide a lot, plus random requests.
+
+    "v" holds small values (every op); "x" holds int64 extremes (all ops but SUM, whose window
+    sum the core guarantees to fit). `extreme` draws times at the int64 limits and huge windows,
+    which forces the wide-range fallback of the packed (key, time) codes and saturation.
+    """
+    n = draw(st.integers(0, 30))
+    m = draw(st.integers(0, 15))
+    times = st.sampled_from(EXTREME_TIMES) if extreme else st.integers(0, 12)
+    keys = st.sampled_from([INT64_MIN, -1, 0, INT64_MAX]) if extreme else st.integers(0, 2)
+    small = st.one_of(st.none(), st.integers(-3, 3))
+    wide = st.one_of(st.none(), st.sampled_from(EXTREME_VALUES), st.integers(-3, 3))
+    events = pa.table(
+        {
+            KEY: pa.array(draw(st.lists(keys, min_size=n, max_size=n)), pa.int64()),
+            "ts": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
+            "ts2": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
+            "v": pa.array(draw(st.lists(small, min_size=n, max_size=n)), pa.int64()),
+            "x": pa.array(draw(st.lists(wide, min_size=n, max_size=n)), pa.int64()),
+        }
+    )
+    probe_keys = st.sampled_from([INT64_MIN, -1, 0, 7, INT64_MAX]) if extreme else st.integers(0, 3)
+    probe_times = times if extreme else st.integers(-2, 14)
+    probes = pa.table(
+        {
+            KEY: pa.array(draw(st.lists(probe_keys, min_size=m, max_size=m)), pa.int64()),
+            PROBE_TIME: pa.array(draw(st.lists(probe_times, min_size=m, max_size=m)), pa.int64()),
+        }
+    )
+    if extreme:
+        windows = st.sampled_from([None, 0, 1, 2, 10, 2**62, INT64_MAX, 2**64 + 3])
+    else:
+        windows = st.one_of(st.none(), st.integers(-1, 15))
+    requests = []
+    for i in range(draw(st.integers(0, 8))):
+        op = draw(st.sampled_from(OPS))
+        column = "v" if op == WindowOp.SUM else draw(st.sampled_from(["v", "x"]))
+        time = draw(st.sampled_from(["ts", "ts2"]))
+        requests.append(WindowRequest(f"r{i}", op, column, time, draw(windows)))
+    cuts = draw(st.lists(st.integers(1, 29), max_size=3))
+    return chunked(events, cuts), chunked(probes, cuts), requests
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@FAST
+@given(scenarios())
+def test_matches_the_reference(case: tuple[pa.Table, pa.Table, list]) -> None:
+    assert_matches_reference(*case)
+
+
+@settings(FAST, max_examples=max(EXAMPLES // 4, 10))
+@given(scenarios(extreme=True))
+def test_matches_the_reference_at_the_int64_limits(case: tuple[pa.Table, pa.Table, list]) -> None:
+    assert_matches_reference(*case)
+
+
+@FAST
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_row_order_does_not_matter(case: tuple[pa.Table, pa.Table, list], rnd: Any) -> None:
+    events, probes, requests = case
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    ev_order = list(range(events.num_rows))
+    pr_order = list(range(probes.num_rows))
+    rnd.shuffle(ev_order)
+    rnd.shuffle(pr_order)
+    ev_take, pr_take = pa.array(ev_order, pa.int64()), pa.array(pr_order, pa.int64())
+    shuffled = KERNEL.window_aggregate(events.take(ev_take), probes.take(pr_take), requests)
+    assert shuffled.equals(expected.take(pr_take))
+
+
+# ----------------------------------------------------------------------------- named cases
+
+H = 3_600_000_000
+
+
+def one_key_events(times: list[int], values: list[int | None]) -> pa.Table:
+    return pa.table(
+        {
+            KEY: pa.array([1] * len(times), pa.int64()),
+            "ts": pa.array(times, pa.int64()),
+            "v": pa.array(values, pa.int64()),
+        }
+    )
+
+
+def probes_at(times: list[int], key: int = 1) -> pa.Table:
+    return pa.table(
+        {KEY: pa.array([key] * len(times), pa.int64()), PROBE_TIME: pa.array(times, pa.int64())}
+    )
+
+
+def every_op(window: int | None) -> list[WindowRequest]:
+    return [WindowRequest(op.value, op, "v", "ts", window) for op in WindowOp]
+
+
+def test_an_event_at_exactly_t_is_excluded() -> None:
+    got = assert_matches_reference(one_key_events([10 * H], [5]), probes_at([10 * H]), every_op(H))
+    assert got.to_pydict() == {
+        "count": [0],
+        "sum": [0],
+        "min": [None],
+        "max": [None],
+        "count_distinct": [0],
+    }
+
+
+def test_an_event_at_exactly_t_minus_w_is_included() -> None:
+    events = one_key_events([9 * H - 1, 9 * H, 10 * H - 1], [100, 7, 3])
+    got = assert_matches_reference(events, probes_at([10 * H]), every_op(H))
+    assert got.to_pydict() == {
+        "count": [2],
+        "sum": [10],
+        "min": [3],
+        "max": [7],
+        "count_distinct": [2],
+    }
+
+
+def test_a_lifetime_window_has_no_lower_bound_but_keeps_the_strict_upper_one() -> None:
+    events = one_key_events([0, H, 5 * H, 10 * H, 11 * H], [4, None, 4, 9, 1])
+    got = assert_matches_reference(events, probes_at([10 * H, 10 * H + 1]), every_op(None))
+    assert got.to_pydict() == {
+        "count": [2, 3],
+        "sum": [8, 17],
+        "min": [4, 4],
+        "max": [4, 9],
+        "count_distinct": [1, 2],
+    }
+
+
+def test_probes_without_events_duplicates_and_all_null_windows() -> None:
+    events = one_key_events([1, 2, 3], [None, None, 5])
+    probes = pa.table(
+        {KEY: pa.array([1, 2, 1, 1], pa.int64()), PROBE_TIME: pa.array([3, 3, 3, 4], pa.int64())}
+    )
+    got = assert_matches_reference(events, probes, every_op(10))
+    assert got.to_pydict() == {
+        "count": [0, 0, 0, 1],
+        "sum": [0, 0, 0, 5],
+        "min": [None, None, None, 5],
+        "max": [None, None, None, 5],
+        "count_distinct": [0, 0, 0, 1],
+    }
+
+
+def test_empty_events_probes_and_requests() -> None:
+    no_events = one_key_events([], [])
+    got = assert_matches_reference(no_events, probes_at([1, 2]), every_op(5))
+    assert got.to_pydict() == {
+        "count": [0, 0],
+        "sum": [0, 0],
+        "min": [None, None],
+        "max": [None, None],
+        "count_distinct": [0, 0],
+    }
+    got = assert_matches_reference(one_key_events([1], [1]), probes_at([]), every_op(5))
+    assert got.num_rows == 0 and got.num_columns == len(WindowOp)
+    assert all(field.type == pa.int64() for field in got.schema)
+    got = KERNEL.window_aggregate(one_key_events([1], [1]), probes_at([2]), [])
+    assert got.num_columns == 0
+
+
+def test_events_and_probes_at_the_int64_limits() -> None:
+    """Narrow spans next to the limits: no bound may overflow while clamping or saturating."""
+    for times in ([INT64_MAX - 1, INT64_MAX, INT64_MAX], [INT64_MIN, INT64_MIN + 1, INT64_MIN]):
+        events = one_key_events(times, [3, 4, 3])
+        probes = probes_at([INT64_MIN, INT64_MIN + 1, 0, INT64_MAX - 1, INT64_MAX])
+        for window in (None, 1, 2, INT64_MAX, 2**64):
+            assert_matches_reference(events, probes, every_op(window))
+
+
+def test_long_windows_span_many_range_minimum_blocks() -> None:
+    """Hundreds of events per key, so MIN/MAX windows cross whole blocks (the sparse table)."""
+    rng = np.random.default_rng(7)
+    n = 2500
+    values = rng.integers(-(10**6), 10**6, n)
+    events = pa.table(
+        {
+            KEY: pa.array(rng.integers(0, 3, n), pa.int64()),
+            "ts": pa.array(rng.integers(0, 400, n), pa.int64()),
+            "v": pa.array(values, pa.int64(), mask=rng.random(n) < 0.2),
+        }
+    )
+    probes = pa.table(
+        {
+            KEY: pa.array(rng.integers(0, 4, 60), pa.int64()),
+            PROBE_TIME: pa.array(rng.integers(-5, 410, 60), pa.int64()),
+        }
+    )
+    requests = [
+        WindowRequest(f"{op.value}_{w}", op, "v", "ts", w)
+        for op in WindowOp
+        for w in (None, 3, 40, 250)
+    ]
+    assert_matches_reference(chunked(events, [700, 701, 1800]), probes, requests)
+
+
+def test_many_keys_and_the_packed_code_fallback_agree() -> None:
+    """A time span too wide to pack with the key ids takes the rank fallback; same answers."""
+    rng = np.random.default_rng(11)
+    n = 400
+    keys = rng.integers(0, 50, n)
+    times = rng.integers(0, 60, n)
+    requests = [WindowRequest(op.value, op, "v", "ts", 7) for op in WindowOp]
+    values = pa.array(rng.integers(-5, 5, n), pa.int64(), mask=rng.random(n) < 0.1)
+    probes = pa.table(
+        {KEY: pa.array(rng.integers(0, 55, 80)), PROBE_TIME: pa.array(rng.integers(0, 65, 80))}
+    )
+    narrow = pa.table({KEY: pa.array(keys), "ts": pa.array(times), "v": values})
+    got = assert_matches_reference(narrow, probes, requests)
+    # One far-away event of another key widens the span past 2**63 / n_keys.
+    far = pa.table(
+        {KEY: pa.array([10**6]), "ts": pa.array([INT64_MAX]), "v": pa.array([1], pa.int64())}
+    )
+    widened = pa.concat_tables([narrow, far])
+    assert assert_matches_reference(widened, probes, requests).equals(got)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_thread_count_does_not_change_the_result(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 3000
+    events = pa.table(
+        {
+            KEY: pa.array(rng.integers(0, 20, n)),
+            "ts": pa.array(rng.integers(0, 1000, n)),
+            "ts2": pa.array(rng.integers(0, 1000, n)),
+            "v": pa.array(rng.integers(-9, 9, n), pa.int64(), mask=rng.random(n) < 0.3),
+        }
+    )
+    probes = pa.table(
+        {KEY: pa.array(rng.integers(0, 22, 500)), PROBE_TIME: pa.array(rng.integers(0, 1100, 500))}
+    )
+    requests = [
+        WindowRequest(f"{op.value}_{time}_{w}", op, "v", time, w)
+        for op in WindowOp
+        for time in ("ts", "ts2")
+        for w in (None, 50, 300)
+    ]
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    monkeypatch.setattr(polars_kernel.pl, "thread_pool_size", lambda: threads)
+    assert KERNEL.window_aggregate(events, probes, requests).equals(expected)
