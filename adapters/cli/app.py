@@ -69,6 +69,11 @@ def _container(settings: Settings) -> Any:
     return build_container(settings)
 
 
+def _application(workspace: Path | None, catalog: Path | None, **kw: Any) -> Any:
+    """The application (every use case) for these paths, from the container."""
+    return _container(_settings(workspace, catalog, **kw)).application()
+
+
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
         print(jsonlib.dumps(data, indent=2, default=str))
@@ -140,7 +145,7 @@ def catalog_list(
     """
 
     def body() -> int:
-        data = _container(_settings(workspace, catalog)).catalog_cases().list_catalog()
+        data = _application(workspace, catalog).catalog_list()
 
         def human(d: dict[str, Any]) -> None:
             _table(
@@ -200,7 +205,7 @@ def catalog_show(
     """
 
     def body() -> int:
-        data = _container(_settings(workspace, catalog)).catalog_cases().describe(name)
+        data = _application(workspace, catalog).catalog_describe(name)
 
         def human(d: dict[str, Any]) -> None:
             from rich.console import Console
@@ -290,7 +295,7 @@ def service_schema(
     """
 
     def body() -> int:
-        data = _container(_settings(workspace, catalog)).catalog_cases().service_schema(name)
+        data = _application(workspace, catalog).service_schema(name)
 
         def human(d: dict[str, Any]) -> None:
             _table(
@@ -389,8 +394,7 @@ def _pipeline(
     engine: str | None = None,
     ray_address: str | None = None,
 ) -> Any:
-    settings = _settings(workspace, catalog, out_dir=out, engine=engine, ray_address=ray_address)
-    return _container(settings).pipeline_cases()
+    return _application(workspace, catalog, out_dir=out, engine=engine, ray_address=ray_address)
 
 
 @pipeline_app.command(name="compile")
@@ -418,7 +422,9 @@ def pipeline_compile(
     """
 
     def body() -> int:
-        data = _pipeline(workspace, catalog, engine=engine).compile(service, engine, format)
+        data = _pipeline(workspace, catalog, engine=engine).pipeline_compile(
+            service, format, engine
+        )
 
         def human(d: dict[str, Any]) -> None:
             out = d["pipeline"]
@@ -467,20 +473,34 @@ def pipeline_train(
     """
 
     def body() -> int:
-        cases = _pipeline(workspace, catalog, out, engine, ray_address)
-        if json:
-            summary = cases.train(service, start, end, engine=engine, force=force)
-        else:
-            summary = _train_with_progress(cases, service, start, end, engine, force)
-        _emit(summary, json, _print_summary)
+        application = _pipeline(workspace, catalog, out, engine, ray_address)
+        job = _train(application, service, start, end, engine, force, progress=not json)
+        if job["state"] != "succeeded":
+            error = job.get("error") or {"kind": "internal", "message": "the job did not finish"}
+            raise AppError(
+                error.get("kind", "internal"), error.get("message", ""), error.get("data")
+            )
+        _emit(job["result"], json, _print_summary)
         return 0
 
     return _run(body, debug, json)
 
 
-def _train_with_progress(
-    cases: Any, service: str, start: str, end: str, engine: str | None, force: bool
+def _train(
+    application: Any,
+    service: str,
+    start: str,
+    end: str,
+    engine: str | None,
+    force: bool,
+    *,
+    progress: bool,
 ) -> dict[str, Any]:
+    """Run a training job in this process (recorded in the run store), with a progress bar."""
+    if not progress:
+        return application.jobs.start_training(
+            service, start, end, engine=engine, force=force, wait=True
+        )
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -489,19 +509,21 @@ def _train_with_progress(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=False,
-    ) as progress:
-        task = progress.add_task(f"{service}", total=None)
+    ) as bar:
+        task = bar.add_task(f"{service}", total=None)
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event["event"]
             if kind == "run_started":
-                progress.update(task, total=event["days"])
+                bar.update(task, total=event["days"])
             elif kind == "day_started":
-                progress.update(task, description=f"{service} {event['day']}")
+                bar.update(task, description=f"{service} {event['day']}")
             elif kind in ("day_done", "day_skipped"):
-                progress.advance(task)
+                bar.advance(task)
 
-        return cases.train(service, start, end, engine=engine, force=force, on_event=on_event)
+        return application.jobs.start_training(
+            service, start, end, engine=engine, force=force, wait=True, on_event=on_event
+        )
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -529,7 +551,7 @@ def pipeline_status(
     """
 
     def body() -> int:
-        data = _pipeline(workspace, catalog, out).status(service)
+        data = _pipeline(workspace, catalog, out).days_list(service)
 
         def human(d: dict[str, Any]) -> None:
             if d.get("problem"):
@@ -569,7 +591,7 @@ def pipeline_preview(
     """
 
     def body() -> int:
-        data = _pipeline(workspace, catalog, out).preview(service, day, limit)
+        data = _pipeline(workspace, catalog, out).day_preview(service, day, limit)
 
         def human(d: dict[str, Any]) -> None:
             for i, row in enumerate(d["rows"]):
@@ -602,7 +624,7 @@ def pipeline_manifest(
     """
 
     def body() -> int:
-        data = _pipeline(workspace, catalog, out).manifest(service, day)
+        data = _pipeline(workspace, catalog, out).day_manifest(service, day)
         _emit(data, json, lambda d: print(jsonlib.dumps(d, indent=2)))
         return 0
 
@@ -638,7 +660,7 @@ def audit(
     """
 
     def body() -> int:
-        data = _pipeline(workspace, catalog, out).audit(service, day, sample, seed)
+        data = _pipeline(workspace, catalog, out).day_audit(service, day, sample, seed)
 
         def human(d: dict[str, Any]) -> None:
             print(
@@ -656,3 +678,168 @@ def audit(
         return 0 if data["ok"] else EXIT_CODES["audit_failed"]
 
     return _run(body, debug, json)
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+
+job_app = App(
+    name="job", help="Training jobs: history, status, cancel (recorded in <workspace>/.daedalus/)."
+)
+app.command(job_app)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    params = job["params"]
+    print(
+        f"job {job['id']}: {job['state']}  {job['kind']} {params.get('service')} "
+        f"{params.get('start')}..{params.get('end')} [{params.get('engine')}]"
+    )
+    progress = job.get("progress") or {}
+    if progress:
+        print(
+            f"  progress: {progress.get('days_done')}/{progress.get('days_total')} days, "
+            f"current {progress.get('current_day')}, {progress.get('rows')} rows"
+        )
+    if job.get("error"):
+        print(f"  error: {job['error'].get('message')}")
+    if job.get("result"):
+        r = job["result"]
+        print(
+            f"  result: {r['days_written']} written, {r['days_skipped']} skipped, {r['rows']} rows, {r['out_dir']}"
+        )
+
+
+@job_app.command(name="list")
+def job_list(
+    *, limit: int = 20, workspace: Workspace = None, json: Json = False, debug: Debug = False
+) -> int:
+    """The most recent jobs, newest first.
+
+    Example: daeda job list --workspace demo
+    """
+
+    def body() -> int:
+        data = _application(workspace, None).job_list(limit)
+
+        def human(d: dict[str, Any]) -> None:
+            _table(
+                "Jobs",
+                ["id", "state", "service", "days", "created", "finished"],
+                [
+                    [
+                        j["id"],
+                        j["state"],
+                        j["params"].get("service"),
+                        f"{j['params'].get('start')}..{j['params'].get('end')}",
+                        j["created_at"],
+                        j["finished_at"],
+                    ]
+                    for j in d["jobs"]
+                ],
+            )
+
+        _emit(data, json, human)
+        return 0
+
+    return _run(body, debug, json)
+
+
+@job_app.command(name="status")
+def job_status(
+    job_id: str, /, *, workspace: Workspace = None, json: Json = False, debug: Debug = False
+) -> int:
+    """A job's state, progress, result or error.
+
+    Example: daeda job status 3f2a9c1b7e4d --workspace demo
+    """
+
+    def body() -> int:
+        _emit(_application(workspace, None).job_status(job_id), json, _print_job)
+        return 0
+
+    return _run(body, debug, json)
+
+
+@job_app.command(name="cancel")
+def job_cancel(
+    job_id: str, /, *, workspace: Workspace = None, json: Json = False, debug: Debug = False
+) -> int:
+    """Ask a running job to stop at its next step (no partial day is left behind).
+
+    Example: daeda job cancel 3f2a9c1b7e4d --workspace demo
+    """
+
+    def body() -> int:
+        _emit(_application(workspace, None).job_cancel(job_id), json, _print_job)
+        return 0
+
+    return _run(body, debug, json)
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+
+@app.command(name="serve-api")
+def serve_api(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    workspace: Workspace = None,
+    catalog: Catalog = None,
+    out: Out = None,
+    debug: Debug = False,
+) -> int:
+    """Serve the JSON-RPC 2.0 control plane (POST /rpc, GET /health) with uvicorn.
+
+    Methods that write or start work need `Authorization: Bearer <token>` (--token or env
+    DAEDA_API_TOKEN); without a token the server refuses to bind beyond loopback.
+
+    Example: DAEDA_API_TOKEN=s3cret daeda serve-api --workspace demo --port 8000
+
+    Parameters
+    ----------
+    host
+        Interface to bind (default loopback).
+    port
+        TCP port.
+    token
+        Bearer token for write methods (default: env DAEDA_API_TOKEN).
+    """
+
+    def body() -> int:
+        import os
+
+        from daedalus.adapters.jsonrpc.server import serve
+
+        application = _application(workspace, catalog, out_dir=out)
+        try:
+            serve(
+                application,
+                host=host,
+                port=port,
+                token=token or os.environ.get("DAEDA_API_TOKEN") or None,
+            )
+        except ValueError as exc:
+            raise AppError("forbidden", str(exc)) from exc
+        return 0
+
+    return _run(body, debug, False)
+
+
+@app.command(name="mcp")
+def mcp(
+    *, workspace: Workspace = None, catalog: Catalog = None, out: Out = None, debug: Debug = False
+) -> int:
+    """Serve the MCP tools and resources over stdio (for agents; see the README to register it).
+
+    Example: daeda mcp --workspace demo
+    """
+
+    def body() -> int:
+        from daedalus.adapters.mcp.server import run_stdio
+
+        run_stdio(_application(workspace, catalog, out_dir=out))
+        return 0
+
+    return _run(body, debug, False)

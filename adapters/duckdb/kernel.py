@@ -24,7 +24,6 @@ do not depend on row order, thread count or partitioning.
 
 from __future__ import annotations
 
-import sys  # PROFILE
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -80,8 +79,8 @@ class DuckDBKernel(WindowKernel):
         """Compute every request for every probe (see `WindowKernel`)."""
         _check(events, probes, requests)
         n = probes.num_rows
-        if not requests:
-            return pa.table({"_": pa.nulls(n, pa.int64())}).drop_columns(["_"])
+        if not requests:  # like the reference: Arrow keeps no row count without columns
+            return pa.table({})
         if n == 0 or events.num_rows == 0:
             return pa.table({r.output: _constant(r.op, n) for r in requests})
 
@@ -194,22 +193,7 @@ class _Run:
         self, sql: str, requests: Sequence[WindowRequest], out: dict[str, pa.Array]
     ) -> dict[str, pa.Array]:
         """Run a pass whose columns q0, q1, ... answer `requests`, and put them in probe order."""
-        import resource as _rs  # PROFILE
-        import time as _tm  # PROFILE
-
-        _t0 = _tm.perf_counter()  # PROFILE
-        _r0 = _rs.getrusage(0)  # PROFILE
         table = self.con.sql(sql).to_arrow_table()
-        _r1 = _rs.getrusage(0)  # PROFILE
-        print(
-            "PROFILE",
-            sys._getframe(1).f_code.co_name,
-            len(requests),
-            round(_tm.perf_counter() - _t0, 2),
-            "cpu",
-            round(_r1.ru_utime - _r0.ru_utime + _r1.ru_stime - _r0.ru_stime, 2),
-            flush=True,
-        )  # PROFILE
         ids = table["rid"].combine_chunks().to_numpy()
         index = np.empty(self.n, dtype=np.int64)
         index[ids] = np.arange(len(ids), dtype=np.int64)

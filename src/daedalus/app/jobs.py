@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from daedalus.app.errors import AppError
@@ -60,8 +61,10 @@ class JobCases:
         engine: str | None = None,
         force: bool = False,
         wait: bool = False,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Check the arguments, record a job and run it (in the background unless `wait`).
+        """Check the arguments, record a job and run it (in the background unless `wait`;
+        `on_event` also receives the run's progress events).
 
         Raises AppError before any job exists for an unknown service, a bad or reversed date
         range or engine, and when a job for the same service is already running.
@@ -93,11 +96,11 @@ class JobCases:
             }
             job = self.store.create("train", params, this_process())
         if wait:
-            self._run(job["id"], params)
+            self._run(job["id"], params, on_event)
         else:
             thread = threading.Thread(
                 target=self._run,
-                args=(job["id"], params),
+                args=(job["id"], params, on_event),
                 daemon=True,
                 name=f"daeda-job-{job['id']}",
             )
@@ -105,7 +108,12 @@ class JobCases:
             thread.start()
         return self.status(job["id"])
 
-    def _run(self, job_id: str, params: dict[str, Any]) -> None:
+    def _run(
+        self,
+        job_id: str,
+        params: dict[str, Any],
+        listener: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.store.update(job_id, state="running", started_at=_now())
         progress: dict[str, Any] = {
             "days_total": None,
@@ -124,6 +132,8 @@ class JobCases:
                 progress["days_done"] += 1
                 progress["rows"] += event.get("rows", 0) or 0
             self.store.update(job_id, progress=dict(progress))
+            if listener is not None:
+                listener(event)
 
         def should_cancel() -> bool:
             if job_id in self._cancel:

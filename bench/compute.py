@@ -1,0 +1,333 @@
+"""Compute benchmark: rolling PIT aggregates and as-of joins, DuckDB vs Polars vs naive baselines.
+
+    .venv/bin/python bench/compute.py                    # default: 10M events, 1M spine rows
+    .venv/bin/python bench/compute.py --events 1000000 --spine 100000 --users 50000
+
+Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
+RSS. The engines' results are checked to be bit-identical to each other; the naive baselines'
+float sums are compared with the exact ones and the share of bit-equal values is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DAY_US = 86_400_000_000
+START_US = 1_790_000_000_000_000 - (1_790_000_000_000_000 % DAY_US)
+TS = pa.timestamp("us", tz="UTC")
+WINDOWS = {"1h": 3_600_000_000, "1d": DAY_US, "7d": 7 * DAY_US}
+
+
+def generate(root: Path, events: int, spine: int, users: int, days: int, seed: int) -> None:
+    """Seeded data: Zipf-skewed users and artworks, a hot user, spine times equal to event times."""
+    rng = np.random.default_rng(seed)
+    span = days * DAY_US
+    # Zipf-skewed users (a = 1.2), with user 0 made very hot: ~1% of all events.
+    user = (rng.zipf(1.2, events) - 1) % users
+    hot = rng.random(events) < 0.01
+    user[hot] = 0
+    artwork = (rng.zipf(1.1, events) - 1) % 200_000
+    ts = START_US + rng.integers(0, span, events)
+    action = rng.choice(
+        np.array(["view", "like", "bookmark", "generate"]), events, p=[0.8, 0.12, 0.05, 0.03]
+    )
+    dwell = np.round(rng.lognormal(8.5, 1.0, events), 3)
+    table = pa.table(
+        {
+            "user_id": pa.array(user, pa.int64()),
+            "artwork_id": pa.array(artwork, pa.int64()),
+            "action": pa.array(action),
+            "dwell_ms": pa.array(dwell, pa.float64()),
+            "event_ts": pa.array(ts, pa.int64()).cast(TS),
+        }
+    )
+    pq.write_table(table, root / "events.parquet", row_group_size=1_000_000)
+    # Spine: half the rows at exactly an event's time for that user (ties with the upper bound).
+    pick = rng.integers(0, events, spine)
+    exact = rng.random(spine) < 0.5
+    spine_ts = np.where(exact, ts[pick], START_US + rng.integers(DAY_US, span, spine))
+    spine_user = np.where(exact, user[pick], (rng.zipf(1.2, spine) - 1) % users)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(spine_user, pa.int64()),
+                "ts": pa.array(spine_ts, pa.int64()).cast(TS),
+            }
+        ),
+        root / "spine.parquet",
+    )
+    # Profiles: ~1.6M versions for the as-of join, some written late (created > valid_from).
+    n_prof = int(spine * 1.6)
+    prof_user = rng.integers(0, users, n_prof)
+    valid = START_US - 30 * DAY_US + rng.integers(0, span + 30 * DAY_US, n_prof)
+    created = valid + np.where(rng.random(n_prof) < 0.2, rng.integers(0, DAY_US, n_prof), 0)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(prof_user, pa.int64()),
+                "valid_from": pa.array(valid, pa.int64()).cast(TS),
+                "created_at": pa.array(created, pa.int64()).cast(TS),
+                "follower_count": pa.array(rng.integers(0, 100_000, n_prof), pa.int64()),
+            }
+        ),
+        root / "profiles.parquet",
+    )
+
+
+def rolling_specs(root: Path) -> list:
+    from daedalus.catalog.model import AggFunction, FilterDef
+    from daedalus.pit.spec import AggregationSpec, SourceSpec
+
+    schema = pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("artwork_id", pa.int64()),
+            ("action", pa.string()),
+            ("dwell_ms", pa.float64()),
+            ("event_ts", TS),
+        ]
+    )
+    source = SourceSpec("events", "event_ts", schema, paths=(str(root / "events.parquet"),))
+    specs = []
+    for label, w in WINDOWS.items():
+        for fn in (
+            AggFunction.COUNT,
+            AggFunction.SUM,
+            AggFunction.MEAN,
+            AggFunction.MIN,
+            AggFunction.MAX,
+        ):
+            col = None if fn is AggFunction.COUNT else "dwell_ms"
+            specs.append(AggregationSpec(f"{fn.value}_{label}", fn, ("user_id",), source, w, col))
+        specs.append(
+            AggregationSpec(
+                f"likes_{label}",
+                AggFunction.COUNT,
+                ("user_id",),
+                source,
+                w,
+                filters=(FilterDef("action", ("like",)),),
+            )
+        )
+    return specs
+
+
+def asof_specs(root: Path) -> list:
+    from daedalus.pit.spec import AsOfSpec, SourceSpec
+
+    schema = pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("valid_from", TS),
+            ("created_at", TS),
+            ("follower_count", pa.int64()),
+        ]
+    )
+    source = SourceSpec(
+        "profiles",
+        "valid_from",
+        schema,
+        paths=(str(root / "profiles.parquet"),),
+        created_timestamp="created_at",
+    )
+    return [AsOfSpec("follower_count", "follower_count", ("user_id",), source)]
+
+
+def run_job(job: str, root: Path, out: Path | None) -> dict:
+    """One job in this process: returns seconds and the row count (and writes its output)."""
+    spine = pq.read_table(root / "spine.parquet")
+    started = time.perf_counter()
+    if job in ("duckdb", "polars", "duckdb-asof", "polars-asof"):
+        from daedalus.pit.engine import get_aggregate_pit_table
+
+        engine = job.split("-")[0]
+        specs = asof_specs(root) if job.endswith("asof") else rolling_specs(root)
+        result = get_aggregate_pit_table(engine)(spine, specs)
+    elif job == "naive-duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW e AS SELECT * FROM read_parquet('{root / 'events.parquet'}')")
+        con.register("s", spine.append_column("rid", pa.array(np.arange(spine.num_rows))))
+        aggs = []
+        for label, w in WINDOWS.items():
+            inw = f"e.event_ts >= s.ts - INTERVAL {w // 1_000_000} SECOND"
+            aggs += [
+                f"count(*) FILTER (WHERE {inw}) AS count_{label}",
+                f"sum(dwell_ms) FILTER (WHERE {inw}) AS sum_{label}",
+                f"avg(dwell_ms) FILTER (WHERE {inw}) AS mean_{label}",
+                f"min(dwell_ms) FILTER (WHERE {inw}) AS min_{label}",
+                f"max(dwell_ms) FILTER (WHERE {inw}) AS max_{label}",
+                f"count(*) FILTER (WHERE {inw} AND action = 'like') AS likes_{label}",
+            ]
+        result = con.execute(
+            f"SELECT s.rid, {', '.join(aggs)} FROM s LEFT JOIN e ON e.user_id = s.user_id "
+            f"AND e.event_ts < s.ts AND e.event_ts >= s.ts - INTERVAL 7 DAY GROUP BY s.rid ORDER BY s.rid"
+        ).to_arrow_table()
+    elif job == "naive-duckdb-asof":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{root / 'profiles.parquet'}')")
+        con.register("s", spine)
+        result = con.execute(
+            "SELECT s.*, p.follower_count FROM s ASOF LEFT JOIN p ON s.user_id = p.user_id AND s.ts > p.valid_from"
+        ).to_arrow_table()
+    elif job == "naive-polars":
+        import polars as pl
+
+        ev = pl.read_parquet(root / "events.parquet").select(
+            "user_id", "event_ts", "action", "dwell_ms"
+        )
+        ev = ev.with_columns(pl.lit(None, pl.UInt32).alias("rid"))
+        probes = (
+            pl.from_arrow(spine)
+            .with_row_index("rid")
+            .select(
+                "user_id",
+                pl.col("ts").alias("event_ts"),
+                pl.lit(None, pl.String).alias("action"),
+                pl.lit(None, pl.Float64).alias("dwell_ms"),
+                "rid",
+            )
+        )
+        # The naive way: put the spine rows into the event stream and roll over everything.
+        union = pl.concat([ev, probes]).sort("user_id", "event_ts")
+        parts = [union.select("rid")]
+        for label, w in WINDOWS.items():
+            rolled = union.rolling(
+                "event_ts", period=f"{w // 1_000_000}s", closed="left", group_by="user_id"
+            ).agg(
+                pl.col("dwell_ms").count().alias(f"count_{label}"),
+                pl.col("dwell_ms").sum().alias(f"sum_{label}"),
+                pl.col("dwell_ms").mean().alias(f"mean_{label}"),
+                pl.col("dwell_ms").min().alias(f"min_{label}"),
+                pl.col("dwell_ms").max().alias(f"max_{label}"),
+                (pl.col("action") == "like").sum().alias(f"likes_{label}"),
+            )
+            parts.append(rolled.drop("user_id", "event_ts"))
+        result = (
+            pl.concat(parts, how="horizontal")
+            .filter(pl.col("rid").is_not_null())
+            .sort("rid")
+            .to_arrow()
+        )
+    else:
+        raise SystemExit(f"unknown job {job}")
+    seconds = time.perf_counter() - started
+    if out is not None:
+        pq.write_table(result, out)
+    return {"job": job, "seconds": seconds, "rows": spine.num_rows}
+
+
+def child(job: str, root: str, out: str | None) -> None:
+    info = run_job(job, Path(root), Path(out) if out else None)
+    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(info))
+
+
+def bits_equal(a: pa.Table, b: pa.Table) -> bool:
+    if a.schema != b.schema:
+        return False
+    for name in a.column_names:
+        x, y = a[name].combine_chunks(), b[name].combine_chunks()
+        if pa.types.is_floating(x.type):
+            xv = np.asarray(x.fill_null(0.0)).view(np.int64)
+            yv = np.asarray(y.fill_null(0.0)).view(np.int64)
+            if not (np.array_equal(xv, yv) and x.is_null().equals(y.is_null())):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--spine", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=500_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--jobs",
+        default="duckdb,polars,naive-duckdb,naive-polars,duckdb-asof,polars-asof,naive-duckdb-asof",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds per job before it is stopped"
+    )
+    parser.add_argument("--child", nargs=3, metavar=("JOB", "ROOT", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], None if args.child[2] == "-" else args.child[2])
+        return
+    with tempfile.TemporaryDirectory(prefix="daeda-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        generate(root, args.events, args.spine, args.users, args.days, args.seed)
+        print(
+            f"data: {args.events:,} events, {args.spine:,} spine rows, {args.users:,} users, "
+            f"{args.days} days, seed {args.seed} (generated in {time.perf_counter() - t0:.1f}s)"
+        )
+        print(f"{'job':<20}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}  note")
+        outputs = {}
+        for job in args.jobs.split(","):
+            out = root / f"{job}.parquet"
+            cmd = [sys.executable, __file__, "--child", job, str(root), str(out)]
+            try:
+                proc = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.timeout,
+                    env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                )
+            except subprocess.TimeoutExpired:
+                print(
+                    f"{job:<20}{'>' + str(int(args.timeout)):>10}{'-':>14}{'-':>14}  stopped at the timeout"
+                )
+                continue
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"{job:<20}{'failed':>10}{'-':>14}{'-':>14}  {last[:80]}")
+                continue
+            info = json.loads(proc.stdout.strip().splitlines()[-1])
+            outputs[job] = out
+            note = ""
+            if job == "polars" and "duckdb" in outputs:
+                same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
+                note = "bit-identical to duckdb" if same else "DIFFERS from duckdb"
+            if job == "polars-asof" and "duckdb-asof" in outputs:
+                same = bits_equal(pq.read_table(outputs["duckdb-asof"]), pq.read_table(out))
+                note = "bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof"
+            if job.startswith("naive") and not job.endswith("asof") and "duckdb" in outputs:
+                exact = pq.read_table(outputs["duckdb"])
+                naive = pq.read_table(out)
+                a = np.asarray(exact["sum_7d"].fill_null(0.0)).view(np.int64)
+                b = np.asarray(naive["sum_7d"].cast(pa.float64()).fill_null(0.0)).view(np.int64)
+                note = (
+                    f"sum_7d bit-equal to the exact sum in {np.mean(a == b):.1%} of rows"
+                    if len(a) == len(b)
+                    else ""
+                )
+            print(
+                f"{job:<20}{info['seconds']:>10.2f}{info['rows'] / info['seconds']:>14,.0f}"
+                f"{info['peak_rss_mb']:>14,.0f}  {note}"
+            )
+
+
+if __name__ == "__main__":
+    main()

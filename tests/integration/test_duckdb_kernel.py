@@ -1,0 +1,376 @@
+"""The DuckDB window kernel agrees exactly with the brute-force reference of the kernel contract."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from daedalus.adapters.duckdb.kernel import DuckDBKernel
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
+from tests.kernel_contract import reference_window_aggregate
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+EXTREME_TIMES = [INT64_MIN, INT64_MIN + 1, -5, -1, 0, 1, 5, INT64_MAX - 1, INT64_MAX]
+EXTREME_VALUES = [INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX - 1, INT64_MAX]
+H = 3_600_000_000
+
+# Keeps the default suite fast; set DAEDALUS_KERNEL_EXAMPLES=5000 for a deep fuzz.
+EXAMPLES = int(os.environ.get("DAEDALUS_KERNEL_EXAMPLES", "200"))
+FAST = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+KERNEL = DuckDBKernel(threads=2)
+
+
+def chunked(table: pa.Table, cuts: list[int]) -> pa.Table:
+    """The same rows split into several chunks at `cuts` (slices: chunks with offsets)."""
+    bounds = sorted({0, table.num_rows, *(c for c in cuts if 0 < c < table.num_rows)})
+    if len(bounds) < 2:
+        return table
+    return pa.concat_tables([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
+
+
+def assert_matches_reference(
+    events: pa.Table,
+    probes: pa.Table,
+    requests: list[WindowRequest],
+    kernel: WindowKernel = KERNEL,
+) -> pa.Table:
+    got = kernel.window_aggregate(events, probes, requests)
+    expected = reference_window_aggregate(events, probes, requests)
+    assert got.schema == expected.schema
+    if requests:  # a table without columns has no rows
+        assert got.num_rows == probes.num_rows
+    for name in expected.column_names:
+        assert got[name].to_pylist() == expected[name].to_pylist(), name
+    return got
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, *, extreme: bool = False) -> tuple[pa.Table, pa.Table, list]:
+    """Tiny tables where keys, times and values collide a lot, plus random requests.
+
+    Keys and times come from tiny ranges, so ties between events and a probe's own time are
+    common. "v" holds small values (every op); "x" holds int64 extremes (every op but SUM, whose
+    window sum the core guarantees to fit in int64). `extreme` draws times at the int64 limits
+    and windows past them, which takes the HUGEINT time axis.
+    """
+    n = draw(st.integers(0, 30))
+    m = draw(st.integers(0, 15))
+    times = st.sampled_from(EXTREME_TIMES) if extreme else st.integers(0, 12)
+    keys = st.sampled_from([INT64_MIN, -1, 0, INT64_MAX]) if extreme else st.integers(0, 2)
+    small = st.one_of(st.none(), st.integers(-3, 3))
+    wide = st.one_of(st.none(), st.sampled_from(EXTREME_VALUES), st.integers(-3, 3))
+    events = pa.table(
+        {
+            KEY: pa.array(draw(st.lists(keys, min_size=n, max_size=n)), pa.int64()),
+            "ts": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
+            "ts2": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
+            "v": pa.array(draw(st.lists(small, min_size=n, max_size=n)), pa.int64()),
+            "x": pa.array(draw(st.lists(wide, min_size=n, max_size=n)), pa.int64()),
+        }
+    )
+    probe_keys = st.sampled_from([INT64_MIN, -1, 0, 7, INT64_MAX]) if extreme else st.integers(0, 3)
+    probe_times = times if extreme else st.integers(-2, 14)
+    probes = pa.table(
+        {
+            KEY: pa.array(draw(st.lists(probe_keys, min_size=m, max_size=m)), pa.int64()),
+            PROBE_TIME: pa.array(draw(st.lists(probe_times, min_size=m, max_size=m)), pa.int64()),
+        }
+    )
+    if extreme:
+        windows = st.sampled_from([None, 0, 1, 2, 10, 2**62, INT64_MAX, 2**64 + 3])
+    else:
+        windows = st.one_of(st.none(), st.integers(-1, 15))
+    requests = []
+    for i in range(draw(st.integers(0, 8))):
+        op = draw(st.sampled_from(list(WindowOp)))
+        column = "v" if op == WindowOp.SUM else draw(st.sampled_from(["v", "x"]))
+        time = draw(st.sampled_from(["ts", "ts2"]))
+        requests.append(WindowRequest(f"r{i}", op, column, time, draw(windows)))
+    cuts = draw(st.lists(st.integers(1, 29), max_size=3))
+    return chunked(events, cuts), chunked(probes, cuts), requests
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@FAST
+@given(scenarios())
+def test_matches_the_reference(case: tuple[pa.Table, pa.Table, list]) -> None:
+    assert_matches_reference(*case)
+
+
+@settings(FAST, max_examples=max(EXAMPLES // 4, 10))
+@given(scenarios(extreme=True))
+def test_matches_the_reference_at_the_int64_limits(case: tuple[pa.Table, pa.Table, list]) -> None:
+    assert_matches_reference(*case)
+
+
+@settings(FAST, max_examples=max(EXAMPLES // 4, 10))
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_row_order_does_not_matter(case: tuple[pa.Table, pa.Table, list], rnd: Any) -> None:
+    events, probes, requests = case
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    ev_order = list(range(events.num_rows))
+    pr_order = list(range(probes.num_rows))
+    rnd.shuffle(ev_order)
+    rnd.shuffle(pr_order)
+    ev_take, pr_take = pa.array(ev_order, pa.int64()), pa.array(pr_order, pa.int64())
+    shuffled = KERNEL.window_aggregate(events.take(ev_take), probes.take(pr_take), requests)
+    assert shuffled.equals(expected.take(pr_take))
+
+
+# ----------------------------------------------------------------------------- named cases
+
+
+def one_key_events(times: list[int], values: list[int | None]) -> pa.Table:
+    return pa.table(
+        {
+            KEY: pa.array([1] * len(times), pa.int64()),
+            "ts": pa.array(times, pa.int64()),
+            "v": pa.array(values, pa.int64()),
+        }
+    )
+
+
+def probes_at(times: list[int], key: int = 1) -> pa.Table:
+    return pa.table(
+        {KEY: pa.array([key] * len(times), pa.int64()), PROBE_TIME: pa.array(times, pa.int64())}
+    )
+
+
+def every_op(window: int | None) -> list[WindowRequest]:
+    return [WindowRequest(op.value, op, "v", "ts", window) for op in WindowOp]
+
+
+EMPTY_WINDOW = {"count": [0], "sum": [0], "min": [None], "max": [None], "count_distinct": [0]}
+
+
+def test_an_event_at_exactly_t_is_excluded() -> None:
+    got = assert_matches_reference(one_key_events([10 * H], [5]), probes_at([10 * H]), every_op(H))
+    assert got.to_pydict() == EMPTY_WINDOW
+
+
+def test_an_event_at_exactly_t_minus_w_is_included() -> None:
+    events = one_key_events([9 * H - 1, 9 * H, 10 * H - 1, 10 * H], [100, 7, 3, 50])
+    got = assert_matches_reference(events, probes_at([10 * H]), every_op(H))
+    assert got.to_pydict() == {
+        "count": [2],
+        "sum": [10],
+        "min": [3],
+        "max": [7],
+        "count_distinct": [2],
+    }
+
+
+def test_a_lifetime_window_has_no_lower_bound_but_keeps_the_strict_upper_one() -> None:
+    events = one_key_events([0, H, 5 * H, 10 * H, 11 * H], [4, None, 4, 9, 1])
+    got = assert_matches_reference(events, probes_at([10 * H, 10 * H + 1]), every_op(None))
+    assert got.to_pydict() == {
+        "count": [2, 3],
+        "sum": [8, 17],
+        "min": [4, 4],
+        "max": [4, 9],
+        "count_distinct": [1, 2],
+    }
+
+
+def test_ties_between_events_and_several_probes_at_one_time() -> None:
+    events = one_key_events([5, 5, 5, 6, 6], [1, 2, 2, 3, None])
+    got = assert_matches_reference(events, probes_at([5, 6, 6, 7, 5]), every_op(1))
+    assert got.to_pydict() == {
+        "count": [0, 3, 3, 1, 0],
+        "sum": [0, 5, 5, 3, 0],
+        "min": [None, 1, 1, 3, None],
+        "max": [None, 2, 2, 3, None],
+        "count_distinct": [0, 2, 2, 1, 0],
+    }
+
+
+def test_probes_without_events_duplicates_and_all_null_windows() -> None:
+    events = one_key_events([1, 2, 3], [None, None, 5])
+    probes = pa.table(
+        {KEY: pa.array([1, 2, 1, 1], pa.int64()), PROBE_TIME: pa.array([3, 3, 3, 4], pa.int64())}
+    )
+    got = assert_matches_reference(events, probes, every_op(10))
+    assert got.to_pydict() == {
+        "count": [0, 0, 0, 1],
+        "sum": [0, 0, 0, 5],
+        "min": [None, None, None, 5],
+        "max": [None, None, None, 5],
+        "count_distinct": [0, 0, 0, 1],
+    }
+
+
+def test_all_null_and_all_zero_columns() -> None:
+    for values, window in itertools.product(([None, None], [0, None], [0, 0]), (None, 1)):
+        events = one_key_events([1, 2], values)
+        assert_matches_reference(events, probes_at([0, 2, 3]), every_op(window))
+
+
+def test_empty_and_negative_windows_are_empty() -> None:
+    events = one_key_events([1, 2, 3], [1, 2, 3])
+    for window in (0, -1, -(2**70)):
+        got = assert_matches_reference(events, probes_at([4]), every_op(window))
+        assert got.to_pydict() == EMPTY_WINDOW
+
+
+def test_empty_events_probes_and_requests() -> None:
+    no_events = one_key_events([], [])
+    got = assert_matches_reference(no_events, probes_at([1, 2]), every_op(5))
+    assert got.to_pydict() == {k: v * 2 for k, v in EMPTY_WINDOW.items()}
+    got = assert_matches_reference(one_key_events([1], [1]), probes_at([]), every_op(5))
+    assert got.num_rows == 0 and got.num_columns == len(WindowOp)
+    assert all(field.type == pa.int64() for field in got.schema)
+    got = assert_matches_reference(no_events, probes_at([]), every_op(None))
+    assert got.num_rows == 0 and got.num_columns == len(WindowOp)
+    got = KERNEL.window_aggregate(one_key_events([1], [1]), probes_at([2, 3]), [])
+    assert got.num_columns == 0
+
+
+def test_sums_whose_prefixes_leave_int64() -> None:
+    """A key's prefix sum passes 2**63 while every window sum fits: the result stays exact."""
+    big = 2**62 + 12345
+    events = one_key_events(list(range(1, 9)), [big, big, -big, -big, big, big, -big, -big])
+    sums = [WindowRequest(f"sum{w}", WindowOp.SUM, "v", "ts", w) for w in (1, 3)]
+    # Windows of 3 hold 3 consecutive events (sum +-big) for t in 4..9.
+    got = assert_matches_reference(events, probes_at(list(range(4, 10))), sums)
+    assert got["sum3"].to_pylist() == [big, -big, -big, big, big, -big]
+    assert got["sum1"].to_pylist() == [-big, -big, big, big, -big, -big]
+
+
+def test_events_and_probes_at_the_int64_limits() -> None:
+    """Narrow spans next to the limits: no bound may overflow."""
+    for times in ([INT64_MAX - 1, INT64_MAX, INT64_MAX], [INT64_MIN, INT64_MIN + 1, INT64_MIN]):
+        events = one_key_events(times, [3, 4, 3])
+        probes = probes_at([INT64_MIN, INT64_MIN + 1, 0, INT64_MAX - 1, INT64_MAX])
+        for window in (None, 1, 2, INT64_MAX, 2**64):
+            assert_matches_reference(events, probes, every_op(window))
+
+
+def test_many_columns_times_and_windows_in_one_call() -> None:
+    """Many fields pack into several words; two time columns and shared windows."""
+    rng = np.random.default_rng(5)
+    n = 600
+    columns: dict[str, Any] = {
+        KEY: pa.array(rng.integers(0, 6, n)),
+        "ts": pa.array(rng.integers(0, 300, n)),
+        "ts2": pa.array(rng.integers(0, 300, n)),
+    }
+    for i in range(6):
+        columns[f"c{i}"] = pa.array(np.ones(n, np.int64), mask=rng.random(n) < 0.5)
+    for i in range(4):
+        values = rng.integers(-(2**32) + 1, 2**32, n)
+        columns[f"s{i}"] = pa.array(values, pa.int64(), mask=rng.random(n) < 0.1)
+    columns["m"] = pa.array(rng.integers(INT64_MIN, INT64_MAX, n), mask=rng.random(n) < 0.1)
+    events = pa.table(columns)
+    probes = pa.table(
+        {KEY: pa.array(rng.integers(0, 7, 150)), PROBE_TIME: pa.array(rng.integers(-5, 310, 150))}
+    )
+    requests = []
+    for time, window in itertools.product(("ts", "ts2"), (None, 7, 40, 150)):
+        for column in [f"c{i}" for i in range(6)]:
+            requests.append(
+                WindowRequest(f"n_{column}_{time}_{window}", WindowOp.COUNT, column, time, window)
+            )
+        for column in [f"s{i}" for i in range(4)]:
+            requests.append(
+                WindowRequest(f"s_{column}_{time}_{window}", WindowOp.SUM, column, time, window)
+            )
+        for op in (WindowOp.MIN, WindowOp.MAX, WindowOp.COUNT_DISTINCT):
+            requests.append(WindowRequest(f"{op.value}_{time}_{window}", op, "m", time, window))
+    assert_matches_reference(events, probes, requests)
+
+
+def random_case(seed: int, n: int, m: int) -> tuple[pa.Table, pa.Table, list[WindowRequest]]:
+    """A larger table, big enough that DuckDB splits the work between threads."""
+    rng = np.random.default_rng(seed)
+    keys = (rng.random(n) ** 3 * 2000).astype(np.int64)  # skewed: one hot key
+    ts = rng.integers(0, 100_000, n)
+    events = pa.table(
+        {
+            KEY: pa.array(keys),
+            "ts": pa.array(ts),
+            "ts2": pa.array(ts + rng.integers(0, 500, n)),
+            "v": pa.array(rng.integers(-(2**32), 2**32, n), pa.int64(), mask=rng.random(n) < 0.2),
+            "c": pa.array(rng.integers(0, 5, n), pa.int64(), mask=rng.random(n) < 0.5),
+        }
+    )
+    probes = pa.table(
+        {
+            KEY: pa.array((rng.random(m) ** 3 * 2100).astype(np.int64)),
+            PROBE_TIME: pa.array(rng.integers(0, 101_000, m)),
+        }
+    )
+    requests = [
+        WindowRequest(f"{op.value}_{column}_{time}_{w}", op, column, time, w)
+        for op in WindowOp
+        for column in ("v", "c")
+        for time in ("ts", "ts2")
+        for w in (None, 50, 3000)
+    ]
+    return events, probes, requests
+
+
+def test_thread_count_and_row_order_do_not_change_a_large_result() -> None:
+    events, probes, requests = random_case(3, 300_000, 20_000)
+    expected = DuckDBKernel(threads=1).window_aggregate(events, probes, requests)
+    assert DuckDBKernel(threads=2).window_aggregate(events, probes, requests).equals(expected)
+    rng = np.random.default_rng(4)
+    ev_take = pa.array(rng.permutation(events.num_rows))
+    pr_take = pa.array(rng.permutation(probes.num_rows))
+    shuffled = DuckDBKernel(threads=2).window_aggregate(
+        chunked(events.take(ev_take), [1000, 150_000]), probes.take(pr_take), requests
+    )
+    assert shuffled.equals(expected.take(pr_take))
+    # Spot-check against the reference: the probes of a few keys, with just those keys' events.
+    for key in (0, 1, 500, 1999):
+        some_events = events.filter(pa.compute.equal(events[KEY], key))
+        some_probes = probes.filter(pa.compute.equal(probes[KEY], key)).slice(0, 40)
+        assert_matches_reference(some_events, some_probes, requests)
+
+
+def test_concurrent_calls_are_independent() -> None:
+    events, probes, requests = random_case(8, 20_000, 2_000)
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: KERNEL.window_aggregate(events, probes, requests), range(4))
+        )
+    assert all(result.equals(expected) for result in results)
+
+
+def test_memory_limit_and_default_threads_are_accepted() -> None:
+    events, probes, requests = random_case(9, 5_000, 500)
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    kernel = DuckDBKernel(memory_limit="512MB")
+    assert kernel.name == "duckdb"
+    assert kernel.window_aggregate(events, probes, requests).equals(expected)
+
+
+def test_contract_violations_are_rejected() -> None:
+    events = one_key_events([1], [1])
+    with pytest.raises(KeyError, match="nope"):
+        KERNEL.window_aggregate(
+            events, probes_at([2]), [WindowRequest("a", WindowOp.SUM, "nope", "ts", 1)]
+        )
+    with pytest.raises(ValueError, match="unique"):
+        KERNEL.window_aggregate(events, probes_at([2]), every_op(1) + every_op(2))
+    with pytest.raises(ValueError, match="threads"):
+        DuckDBKernel(threads=0)
