@@ -346,7 +346,9 @@ def build_definitions(settings: Settings, *, partition_start: str | None = None)
     try:
         catalog = catalog_cases.catalog()
     except AppError as exc:
-        raise DefinitionsError(_catalog_message(exc)) from exc
+        # The message lists every located error; the chained AppError/CatalogErrors would only
+        # repeat it in the code location's error report.
+        raise DefinitionsError(_catalog_message(exc)) from None
     assets = []
     for service in sorted(catalog.services.values(), key=lambda s: s.name):
         start, source = partition_start_for(settings.workspace, service, partition_start)

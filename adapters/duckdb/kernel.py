@@ -306,12 +306,14 @@ def _prefix_pass(
     # A count field is unsigned and at most the most events of one key; a sum field is signed
     # and at most that times the largest magnitude. Sums of all-zero (or all-null) columns and
     # counts of all-null columns are constants and need no field.
+    # (A count only needs the null count, which Arrow keeps: no pass over the column.)
     magnitude: dict[str, int] = {}
-    for column in {r.column for r in live}:
+    for column in {r.column for r in live if r.op == WindowOp.SUM}:
         stats = _min_max(run.events[column])
-        magnitude[column] = -1 if stats is None else max(abs(stats[0]), abs(stats[1]))
+        magnitude[column] = 0 if stats is None else max(abs(stats[0]), abs(stats[1]))
     for r in live:
-        if magnitude[r.column] < 0 or (r.op == WindowOp.SUM and magnitude[r.column] == 0):
+        values = run.events[r.column]
+        if values.null_count == len(values) or (r.op == WindowOp.SUM and not magnitude[r.column]):
             out[r.output] = _constant(r.op, run.n)
     live = [r for r in live if r.output not in out]
     if not live:

@@ -16,6 +16,7 @@ import difflib
 import importlib.metadata
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -400,12 +401,24 @@ def _version() -> str:
         return "0"
 
 
+def _exit_promptly() -> None:
+    """Let a Ray started later in this process (by the enricher) stop in well under a second.
+
+    An MCP client closes stdin and gives the server about 2 s before SIGTERM (the SDK's
+    `stdio_client` does); `ray.shutdown()` at exit otherwise waits up to 5 s flushing task
+    events, which only Ray's dashboard reads (the enricher runs without one). An explicit
+    setting in the environment wins.
+    """
+    os.environ.setdefault("RAY_task_events_shutdown_flush_timeout_ms", "500")
+
+
 def run_stdio(application: Application) -> None:
     """Serve `application` over stdin/stdout until the client closes the connection.
 
     While serving, the SDK points fd 1 at stderr, so stray prints (Ray's, a library's) cannot
     corrupt the protocol stream.
     """
+    _exit_promptly()
     server = build_server(application)
 
     async def serve() -> None:

@@ -62,7 +62,9 @@ class McpSession:
                 self._ready.set_exception(exc)
             raise
 
-    def run(self, make: Callable[[ClientSession], Coroutine[Any, Any, Any]], timeout: float = 120):
+    def run(
+        self, make: Callable[[ClientSession], Coroutine[Any, Any, Any]], timeout: float = 120
+    ) -> Any:
         return asyncio.run_coroutine_threadsafe(make(self.session), self._loop).result(timeout)
 
     def call(self, tool: str, arguments: dict[str, Any] | None = None) -> types.CallToolResult:
