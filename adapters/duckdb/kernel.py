@@ -91,6 +91,12 @@ class DuckDBKernel(WindowKernel):
             con.register(
                 "pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid})
             )
+            # Each probed key's first and last probe time, for the event filter of every pass.
+            con.execute(
+                f"CREATE TEMP TABLE kr AS SELECT {_quote(KEY)} AS kr_key, "
+                f"min({_quote(PROBE_TIME)}) AS kr_lo, max({_quote(PROBE_TIME)}) AS kr_hi "
+                f"FROM pr GROUP BY {_quote(KEY)}"
+            )
             run = _Run(con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0))
             by_time: dict[str, list[WindowRequest]] = defaultdict(list)
             for request in requests:
@@ -239,24 +245,21 @@ class _TimeFrame:
             return None
         return window_us
 
-    def visible_events(self, windows: Sequence[int | None]) -> tuple[str, str]:
-        """A CTE `kr` and the FROM clause that selects, as `e`, only events a probe can see.
+    def visible_events(self, windows: Sequence[int | None]) -> str:
+        """The FROM clause that selects, as `e`, only the events some probe can see.
 
         An event can be in a window of some probe of its key only if it is before the key's last
         probe and, when every window is finite, not before the key's first probe minus the
         longest window (prefix sums only enter as differences, so there too the earlier events
-        cancel). Events of keys that no probe asks for go as well.
+        cancel). Events of keys that no probe asks for go as well. `kr` holds each probed key's
+        first and last probe time.
         """
-        cte = f"""kr AS (
-            SELECT {_quote(KEY)} AS kr_key, min({self.probe()}) AS kr_lo,
-                   max({self.probe()}) AS kr_hi
-            FROM pr GROUP BY {_quote(KEY)}
-        )"""
-        where = f"{self.event()} < kr.kr_hi"
+        where = f"e.{_quote(self.time)} < kr.kr_hi"
         if windows and None not in windows:
             longest = max(w for w in windows if w is not None)
-            where += f" AND {self.event()} >= kr.kr_lo - {self.literal(2 * longest - 1)}"
-        return cte, f"ev AS e JOIN kr ON e.{_quote(KEY)} = kr.kr_key WHERE {where}"
+            first = f"(kr.kr_lo::{self.time_sql} - {self.literal(self.base)}) * 2"
+            where += f" AND {self.event()} >= {first} - {self.literal(2 * longest)}"
+        return f"ev AS e JOIN kr ON e.{_quote(KEY)} = kr.kr_key WHERE {where}"
 
 
 @attrs.frozen
@@ -380,10 +383,9 @@ def _prefix_pass(
             value = f"({value} - {_huge(1 << (field.bits - 1))})"
         selects.append(f"{value}::BIGINT AS q{i}")
 
-    kr, visible = frame.visible_events([windows[r.output] for r in live])
+    visible = frame.visible_events([windows[r.output] for r in live])
     sql = f"""
-    WITH {kr},
-    u AS (
+    WITH u AS (
         SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t, NULL::BIGINT AS rs, {words}
         FROM {visible}
         UNION ALL
@@ -425,10 +427,9 @@ def _frame_pass(
             f"{_FRAMED[r.op].format(alias[r.column])} OVER (PARTITION BY k ORDER BY t "
             f"RANGE BETWEEN {lower} PRECEDING AND CURRENT ROW) AS q{i}"
         )
-    kr, visible = frame.visible_events([windows[r.output] for r in live])
+    visible = frame.visible_events([windows[r.output] for r in live])
     sql = f"""
-    WITH {kr},
-    u AS (
+    WITH u AS (
         SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t, NULL::BIGINT AS rid, {values}
         FROM {visible}
         UNION ALL

@@ -10,7 +10,8 @@ the use case runs; every invalid-params error names the field at fault in `error
 
 Methods of use cases that write or start work (`writes=True`: `pipeline.train`, `job.cancel`)
 need `Authorization: Bearer <token>`; a server started without a token refuses them all.
-JSON-RPC errors are sent with HTTP 200; only an oversized body changes the status (413).
+JSON-RPC errors are sent with HTTP 200; only an oversized body changes the status (413). A
+notification (no `id`) gets no answer, and a body of notifications only gets HTTP 204.
 
 Error codes (`error.data.kind` is always set; for an AppError, `error.data` is
 `{"kind": kind, **AppError.data}`, a list of details going under `errors`):
@@ -21,11 +22,13 @@ Error codes (`error.data.kind` is always set; for an AppError, `error.data` is
     -32600  invalid request: not an object or array,     kind invalid_request, reason
             jsonrpc not "2.0", method not a string, bad
             id, unknown member, empty batch, batch over
-            100 requests, body over max_body_bytes (413)
+            100 requests;
+            body over max_body_bytes (HTTP 413)          kind invalid_request, limit
     -32601  method not found                             kind method_not_found, method
     -32602  invalid params: not an object/array, too     kind invalid_argument, field
             many positional, unknown, missing, failing
-            the schema; AppError invalid_argument
+            the schema, a string with NUL or a lone
+            surrogate; AppError invalid_argument
     -32603  internal error (never a traceback);          kind internal
             AppError internal
     -32000  AppError of any other kind                   kind, AppError.data
@@ -259,9 +262,7 @@ def _describe(field: str, error: ValidationError, schema: dict[str, Any]) -> str
         return f"{field} must be a date YYYY-MM-DD"
     messages = {
         "type": f"{field} must be of type {expected}",
-        "enum": f"{field} must be one of {', '.join(map(str, expected))}"
-        if isinstance(expected, list)
-        else "",
+        "enum": f"{field} must be one of {', '.join(map(str, expected or ()))}",
         "pattern": f"{field} must match {expected}",
         "format": f"{field} must be a valid {expected}",
         "minimum": f"{field} must be at least {expected}",
@@ -318,7 +319,7 @@ def _bind(
         # path holds one, and paths, SQLite and UTF-8 encoders fail on them deep inside a case.
         if isinstance(value, str) and ("\x00" in value or not _encodable(value)):
             return _invalid(f"{field} must be text without NUL or lone surrogate characters", field)
-    # JSON 2.0 passes an integer schema, but the use cases expect a Python int.
+    # A JSON number like 5.0 passes an integer schema, but the use cases expect a Python int.
     for param in case.params:
         value = params.get(param.name)
         if param.schema.get("type") == "integer" and isinstance(value, float):
