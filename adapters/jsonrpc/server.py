@@ -260,9 +260,10 @@ def _describe(field: str, error: ValidationError, schema: dict[str, Any]) -> str
     rule, expected = error.validator, error.validator_value
     if schema.get("format") == "date" and rule in ("pattern", "format"):
         return f"{field} must be a date YYYY-MM-DD"
+    if rule == "enum":
+        return f"{field} must be one of {', '.join(map(str, expected))}"
     messages = {
         "type": f"{field} must be of type {expected}",
-        "enum": f"{field} must be one of {', '.join(map(str, expected or ()))}",
         "pattern": f"{field} must match {expected}",
         "format": f"{field} must be a valid {expected}",
         "minimum": f"{field} must be at least {expected}",
@@ -339,22 +340,23 @@ def _use_case_method(application: Application, case: UseCase, token: str | None)
 
     # `authorization` is positional-only so a param of any name lands in `kwargs`.
     async def method(authorization: str | None, /, *args: Any, **kwargs: Any) -> Result:
-        if case.writes:
-            refusal = _refuse(case.method, authorization, token)
-            if refusal is not None:
-                return refusal
-        arguments = _bind(case, validator, args, kwargs)
-        if not isinstance(arguments, dict):
-            return arguments
+        # Everything is inside the try: jsonrpcserver would put an uncaught exception's text
+        # in `error.data`, and a client has no use for our internals.
         try:
+            if case.writes:
+                refusal = _refuse(case.method, authorization, token)
+                if refusal is not None:
+                    return refusal
+            arguments = _bind(case, validator, args, kwargs)
+            if not isinstance(arguments, dict):
+                return arguments
             # The use cases block (files, DuckDB, Ray): keep the event loop free for others.
-            result = await run_in_threadpool(run, arguments)
+            return Success(await run_in_threadpool(run, arguments))
         except AppError as exc:
             return _app_error(exc)
         except Exception:
             logger.exception("%s failed", case.method)
             return _internal()
-        return Success(result)
 
     return method
 

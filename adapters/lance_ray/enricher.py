@@ -296,7 +296,11 @@ def _data_context(target_block_bytes: int) -> Iterator[None]:
     progress_logger = logging.getLogger("ray.data._internal.progress")
     progress_logger.addFilter(_drop_progress_notice)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Ray Data's own deprecation and sizing notices are not the user's business.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.")
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.")
+            yield
     finally:
         data_logger.setLevel(saved_level)
         progress_logger.removeFilter(_drop_progress_notice)
@@ -460,7 +464,12 @@ class RayLanceEnricher(EnricherPort):
                         },
                         batch_format="pyarrow",
                         batch_size=self.batch_size,
-                        compute=ray.data.ActorPoolStrategy(size=self.num_actors),
+                        # A small day fits in one batch: one actor, not a pool waiting on it.
+                        compute=ray.data.ActorPoolStrategy(
+                            size=max(
+                                1, min(self.num_actors, -(-metadata.num_rows // self.batch_size))
+                            )
+                        ),
                         udf_modifying_row_count=False,
                         num_cpus=_ACTOR_CPUS,
                     )
