@@ -182,6 +182,18 @@ class _Axis:
             lambda b: distinct.search_sorted(b, "left").cast(pl.Int64), return_dtype=pl.Int64
         )
 
+    def sorted_ids(self) -> pl.Series:
+        """Event key ids in (key, time) order."""
+        if self._distinct is None:  # read off the codes: cheaper than a gather
+            return self.codes // self._stride
+        return self.ids.gather(self.perm)
+
+    def sorted_times(self) -> pl.Series:
+        """Event times in (key, time) order."""
+        if self._distinct is None:
+            return self.codes % self._stride + self.tmin
+        return self.times.gather(self.perm)
+
     def sorted_column(self, column: pa.ChunkedArray, *, fill: bool) -> pl.Series:
         """A value column in (key, time) order; nulls become 0 when `fill` (for sums)."""
         s = _series(column, "v")
@@ -216,7 +228,8 @@ def _window_diff(prefix: pl.Series, hi: pl.Series, lo: pl.Series) -> pl.Series:
 
 def _exclusive_prefix(s: pl.Series) -> pl.Series:
     """Exclusive prefix sums of `s` (length n + 1), int64, wrapping on overflow."""
-    return pl.concat([pl.Series([0], dtype=pl.Int64), s.cast(pl.Int64).cum_sum()])
+    # rechunk: a gather from a two-chunk Series is several times slower.
+    return pl.concat([pl.Series([0], dtype=pl.Int64), s.cast(pl.Int64).cum_sum()], rechunk=True)
 
 
 def _time_column(
@@ -244,21 +257,25 @@ def _time_column(
         for w in windows:
             axis.positions(w)
 
-    def run(column: str) -> None:
+    def run(column: str) -> pl.Series | None:
+        """COUNT, SUM, COUNT_DISTINCT of one column; its sorted values if MIN/MAX need them."""
         col_members = by_column[column]
         ops = {reqs[i].op for i in col_members}
         raw = events.column(column)
         if ops & {WindowOp.COUNT, WindowOp.SUM}:
             _count_sum(axis, raw, reqs, col_members, pids, out)
-        minmax = [i for i in col_members if reqs[i].op in _NULLABLE]
-        if minmax:
-            _min_max(axis, raw, n_ids, reqs, minmax, pids, out)
         distinct = [i for i in col_members if reqs[i].op == WindowOp.COUNT_DISTINCT]
         if distinct:
             _distinct(axis, raw, reqs, distinct, pids, out)
+        if ops & _NULLABLE:
+            return axis.sorted_column(raw, fill=False)
+        return None
 
     # list(): re-raises the first exception of any task.
-    list(pool.map(run, by_column))
+    sorted_values = {c: v for c, v in zip(by_column, pool.map(run, by_column)) if v is not None}
+    minmax = [i for i in members if reqs[i].op in _NULLABLE]
+    if minmax:
+        _min_max(axis, sorted_values, n_ids, reqs, minmax, events, out)
 
 
 def _count_sum(
@@ -293,14 +310,14 @@ def _count_sum(
 
 def _min_max(
     axis: _Axis,
-    raw: pa.ChunkedArray,
+    sorted_values: dict[str, pl.Series],
     n_ids: int,
     reqs: list[WindowRequest],
     members: list[int],
-    pids: pl.Series,
+    events: pa.Table,
     out: dict[int, tuple[pl.Series, pl.Series]],
 ) -> None:
-    """MIN and MAX requests of one value column: one global rolling op per window.
+    """MIN and MAX requests on one time column: per window, one merge and global rolling ops.
 
     Every window is first made at most ``D + 1`` long (``D = tmax - tmin``), exactly: only
     ``[max(t - w, tmin), min(t, tmax + 1))`` matters. If ``t - w <= tmin`` the lower bound is
@@ -311,12 +328,10 @@ def _min_max(
     """
     tmin, tmax = axis.tmin, axis.tmax
     d = tmax - tmin
-    values = axis.sorted_column(raw, fill=False)
     by_window: dict[int | None, list[int]] = defaultdict(list)
     for i in members:
         by_window[reqs[i].window_us].append(i)
-    sorted_ids: pl.Series | None = None
-    sorted_times: pl.Series | None = None
+    ev: pl.DataFrame | None = None
     for w, group in by_window.items():
         t = pl.col(PROBE_TIME)
         if w is not None and w <= d + 1:
@@ -336,36 +351,38 @@ def _min_max(
                 t2 = pl.when(t <= tmin + w).then(clamped).otherwise(t - (w - d - 1))
             live = t > tmin
         span = d + w2 + 1
-        probes = axis.pr.select(
-            pl.col(_ID), pl.col(_PID), pl.when(live).then(t2).otherwise(tmin).alias(PROBE_TIME)
-        ).filter(live)
+        probes = axis.pr.filter(live).select(pl.col(_ID), pl.col(_PID), t2.alias(PROBE_TIME))
         if span > _I64_MAX:  # times spread over more than ~2**62 us: see `_min_max_by_join`
-            _min_max_by_join(axis, raw, reqs, group, probes, w2, out)
+            for column in {reqs[i].column for i in group}:
+                col_group = [i for i in group if reqs[i].column == column]
+                raw = events.column(column)
+                _min_max_by_join(axis, raw, reqs, col_group, probes, w2, out)
             continue
-        if sorted_ids is None:
-            sorted_ids = axis.ids.gather(axis.perm)
-            sorted_times = axis.times.gather(axis.perm)
-        assert sorted_times is not None
-        # Keys per chunk: chunk codes fit in int64 (one chunk unless the time range is huge).
-        per_chunk = _I64_MAX // span
-        ev = pl.DataFrame({_ID: sorted_ids, PROBE_TIME: sorted_times, "v": values})
+        columns = sorted({reqs[i].column for i in group})
+        if ev is None:
+            ev = pl.DataFrame({_ID: axis.sorted_ids(), PROBE_TIME: axis.sorted_times()})
         exprs = [
-            getattr(pl.col("v"), f"rolling_{reqs[i].op.value}_by")(
+            getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
                 _CODE, window_size=f"{w2}i", closed="left"
             ).alias(str(i))
             for i in group
         ]
+        frame = ev.with_columns(sorted_values[c].alias(c) for c in columns)  # no copy
+        # Keys per chunk so that chunk codes fit in int64: one chunk unless times are spread.
+        per_chunk = _I64_MAX // span
         parts = []
         for base in range(0, n_ids, per_chunk):
-            chunk_ev = ev.filter(pl.col(_ID).is_between(base, base + per_chunk - 1))
-            chunk_pr = probes.filter(pl.col(_ID).is_between(base, base + per_chunk - 1))
+            chunk_ev, chunk_pr = frame, probes
+            if per_chunk < n_ids:
+                in_chunk = pl.col(_ID).is_between(base, base + per_chunk - 1)
+                chunk_ev, chunk_pr = frame.filter(in_chunk), probes.filter(in_chunk)
             if not chunk_pr.height:
                 continue
             code = ((pl.col(_ID) - base) * span + (pl.col(PROBE_TIME) - tmin)).alias(_CODE)
-            left = chunk_ev.select(code, pl.col("v"), pl.lit(None, pl.UInt32).alias(_PID))
-            right = chunk_pr.select(code, pl.lit(None, pl.Int64).alias("v"), pl.col(_PID)).sort(
-                _CODE
-            )
+            left = chunk_ev.select(code, pl.lit(None, pl.UInt32).alias(_PID), *columns)
+            right = chunk_pr.select(
+                code, pl.col(_PID), *(pl.lit(None, pl.Int64).alias(c) for c in columns)
+            ).sort(_CODE)
             union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
             parts.append(union.select(pl.col(_PID), *exprs).filter(pl.col(_PID).is_not_null()))
         if not parts:
