@@ -1,7 +1,7 @@
 """The Polars engine's window kernel: exact int64 window aggregates computed by Polars operations.
 
-How it works (see `daedalus.pit.kernel` for the contract); every heavy step is a Polars
-operation, numpy only builds nothing but the final Arrow arrays' defaults:
+How it works (see `daedalus.pit.kernel` for the contract); every step is a Polars operation
+(no numpy at all), and the result goes back to Arrow without a copy:
 
 - Keys become dense ids in key order (Polars ``unique`` + hash join). Per time column, each
   event gets one int64 code ``id * span + (time - tmin)`` whose order is the (key, time) order,
@@ -147,24 +147,23 @@ class _Axis:
         self.codes = codes.gather(self.perm).set_sorted()
         self._positions: dict[int | None, pl.Series] = {}
 
-    def positions(self, window: int | None | str) -> pl.Series:
-        """Per probe (sorted order), the number of events before (key, bound).
+    def hi(self) -> pl.Series:
+        """Per probe (in `pr`'s order), the number of events before (key, t)."""
+        return self._positions_of(-1, pl.col(PROBE_TIME))
 
-        `window` "hi" is the bound t; an int w is t - w; None is the start of the key.
-        """
-        key: int | None = -1 if window == "hi" else window  # type: ignore[assignment]
-        if key not in self._positions:
-            t = pl.col(PROBE_TIME)
-            if window is None:
-                bound: pl.Expr = pl.lit(_I64_MIN)
-            elif window == "hi":
-                bound = t
-            else:
-                assert isinstance(window, int)
-                bound = _minus(t, window)
+    def lo(self, window: int | None) -> pl.Series:
+        """Per probe, the number of events before (key, t - window); None: before the key."""
+        if window is None:
+            return self._positions_of(None, pl.lit(_I64_MIN, pl.Int64))
+        return self._positions_of(window, _minus(pl.col(PROBE_TIME), window))
+
+    def _positions_of(self, name: int | None, bound: pl.Expr) -> pl.Series:
+        """Positions of the bound codes in the sorted codes (cached by `name`; -1 is t)."""
+        if name not in self._positions:
             query = self.pr.select(pl.col(_ID) * self._stride + self._offset(bound)).to_series()
-            self._positions[key] = self.codes.search_sorted(query, "left")
-        return self._positions[key]
+            # Sorted queries (the probes are in (key, t) order): a cache-friendly search.
+            self._positions[name] = self.codes.search_sorted(query, "left")
+        return self._positions[name]
 
     def _offset(self, bound: pl.Expr) -> pl.Expr:
         """A bound's offset in a key's run of codes: same comparisons with every event time."""
@@ -253,9 +252,9 @@ def _time_column(
     # Bounds first (shared by every column), then the columns in parallel.
     windows = {reqs[i].window_us for i in members if reqs[i].op in (WindowOp.COUNT, WindowOp.SUM)}
     if windows:
-        axis.positions("hi")
+        axis.hi()
         for w in windows:
-            axis.positions(w)
+            axis.lo(w)
 
     def run(column: str) -> pl.Series | None:
         """COUNT, SUM, COUNT_DISTINCT of one column; its sorted values if MIN/MAX need them."""
@@ -271,8 +270,9 @@ def _time_column(
             return axis.sorted_column(raw, fill=False)
         return None
 
-    # list(): re-raises the first exception of any task.
-    sorted_values = {c: v for c, v in zip(by_column, pool.map(run, by_column)) if v is not None}
+    # Consuming the map re-raises the first exception of any task.
+    done = zip(by_column, pool.map(run, by_column), strict=True)
+    sorted_values = {column: values for column, values in done if values is not None}
     minmax = [i for i in members if reqs[i].op in _NULLABLE]
     if minmax:
         _min_max(axis, sorted_values, n_ids, reqs, minmax, events, out)
@@ -287,7 +287,7 @@ def _count_sum(
     out: dict[int, tuple[pl.Series, pl.Series]],
 ) -> None:
     """COUNT and SUM requests of one value column: differences of global prefix sums."""
-    hi = axis.positions("hi")
+    hi = axis.hi()
     count_prefix = None
     if raw.null_count and any(reqs[i].op == WindowOp.COUNT for i in members):
         valid = _series(raw, "v").is_not_null().cast(pl.UInt8)
@@ -297,7 +297,7 @@ def _count_sum(
         sum_prefix = _exclusive_prefix(axis.sorted_column(raw, fill=True))
     for i in members:
         r = reqs[i]
-        lo = axis.positions(r.window_us)
+        lo = axis.lo(r.window_us)
         if r.op == WindowOp.SUM:
             assert sum_prefix is not None
             out[i] = (pids, _window_diff(sum_prefix, hi, lo))
@@ -323,8 +323,9 @@ def _min_max(
     ``[max(t - w, tmin), min(t, tmax + 1))`` matters. If ``t - w <= tmin`` the lower bound is
     moot, so the probe becomes ``(min(t, tmax + 1), D + 1)``; else ``t > tmax + 1`` for a
     longer window, so the upper bound is moot and the probe becomes ``(t - w + D + 1, D + 1)``,
-    the same lower bound. Then every answerable probe has ``tmin < t' <= tmax + w'`` and a code
-    span of ``D + w' + 1`` keeps the keys apart by more than the window.
+    the same lower bound. Probes with ``t <= tmin`` or ``t - w > tmax`` have empty windows and
+    keep the default; every other probe then has ``tmin < t' <= tmax + w'``, so a code span
+    of ``D + w' + 1`` keeps the keys apart by more than the window.
     """
     tmin, tmax = axis.tmin, axis.tmax
     d = tmax - tmin
@@ -334,13 +335,13 @@ def _min_max(
     ev: pl.DataFrame | None = None
     for w, group in by_window.items():
         t = pl.col(PROBE_TIME)
+        # Empty windows (keep the default): nothing before t, or nothing at or after t - w.
+        live = t > tmin
+        if w is not None and tmax + w <= _I64_MAX:
+            live &= t <= tmax + w
         if w is not None and w <= d + 1:
             w2 = w
             t2: pl.Expr = t
-            # Empty windows: nothing before t, or nothing at or after t - w.
-            live = t > tmin
-            if tmax + w <= _I64_MAX:
-                live &= t <= tmax + w
         else:
             w2 = d + 1
             # tmax + 1 is only needed when some t exceeds tmax, so it then fits.
@@ -349,7 +350,6 @@ def _min_max(
                 t2 = clamped
             else:
                 t2 = pl.when(t <= tmin + w).then(clamped).otherwise(t - (w - d - 1))
-            live = t > tmin
         span = d + w2 + 1
         probes = axis.pr.filter(live).select(pl.col(_ID), pl.col(_PID), t2.alias(PROBE_TIME))
         if span > _I64_MAX:  # times spread over more than ~2**62 us: see `_min_max_by_join`

@@ -307,3 +307,29 @@ def test_the_thread_count_does_not_change_the_result(
     expected = KERNEL.window_aggregate(events, probes, requests)
     monkeypatch.setattr(polars_kernel.pl, "thread_pool_size", lambda: threads)
     assert KERNEL.window_aggregate(events, probes, requests).equals(expected)
+
+
+def test_min_max_over_a_wide_time_range_run_in_key_chunks() -> None:
+    """Times spread over ~2**61 us: the MIN/MAX codes no longer fit for all keys at once."""
+    rng = np.random.default_rng(5)
+    n = 300
+    spread = 2**61
+    events = pa.table(
+        {
+            KEY: pa.array(rng.integers(0, 6, n)),
+            "ts": pa.array(rng.integers(0, 40, n) * (spread // 40)),
+            "v": pa.array(rng.integers(-9, 9, n), pa.int64(), mask=rng.random(n) < 0.2),
+        }
+    )
+    probes = pa.table(
+        {
+            KEY: pa.array(rng.integers(0, 7, 80)),
+            PROBE_TIME: pa.array(rng.integers(-2, 44, 80) * (spread // 40)),
+        }
+    )
+    requests = [
+        WindowRequest(f"{op.value}_{w}", op, "v", "ts", w)
+        for op in (WindowOp.MIN, WindowOp.MAX, WindowOp.COUNT, WindowOp.SUM)
+        for w in (None, spread // 10, spread // 3, 2**62)
+    ]
+    assert_matches_reference(events, probes, requests)

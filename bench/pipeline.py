@@ -1,0 +1,148 @@
+"""Pipeline benchmark: train the demo service at the large scale for 1, 7 and 30 days, each engine.
+
+    .venv/bin/python bench/pipeline.py                       # large demo (~10M events, 30 days)
+    .venv/bin/python bench/pipeline.py --scale small --days 1,7
+
+Each training run is its own `daeda pipeline train … --force --json` process. It prints the
+run's seconds, the peak RSS of the training process (the executor: this is what must stay flat
+as the date range grows) and of its whole process tree (the executor plus the local Ray
+cluster), and the enrich stage's throughput (rows / seconds spent enriching, from manifests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+DAEDA = str(Path(sys.executable).with_name("daeda"))
+
+
+def _watch(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Event) -> None:
+    """Sample the RSS of the process and of its whole tree until it ends."""
+    try:
+        root = psutil.Process(proc.pid)
+    except psutil.NoSuchProcess:
+        return
+    while not stop.is_set():
+        try:
+            own = root.memory_info().rss
+            tree = own
+            for child in root.children(recursive=True):
+                try:
+                    tree += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+        except psutil.NoSuchProcess:
+            return
+        peaks["own"] = max(peaks["own"], own)
+        peaks["tree"] = max(peaks["tree"], tree)
+        time.sleep(0.2)
+
+
+def train(ws: Path, out: Path, engine: str, start: dt.date, days: int) -> dict:
+    end = start + dt.timedelta(days=days - 1)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        DAEDA,
+        "pipeline",
+        "train",
+        "feed_ranking",
+        "--workspace",
+        str(ws),
+        "--catalog",
+        str(REPO / "feature_views"),
+        "--out",
+        str(out),
+        "--start",
+        str(start),
+        "--end",
+        str(end),
+        "--engine",
+        engine,
+        "--force",
+        "--json",
+    ]
+    peaks = {"own": 0.0, "tree": 0.0}
+    stop = threading.Event()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = threading.Thread(target=_watch, args=(proc, peaks, stop), daemon=True)
+    watcher.start()
+    stdout, stderr = proc.communicate()
+    stop.set()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed ({proc.returncode}):\n{stderr[-2000:]}")
+    summary = json.loads(stdout)
+    enrich = rows = 0.0
+    for manifest_path in (out / "feed_ranking").glob("dt=*/_manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        enrich += manifest["timings"].get("enrich", 0.0)
+        rows += manifest["rows"]
+    return {
+        "engine": engine,
+        "days": days,
+        "rows": summary["rows"],
+        "seconds": seconds,
+        "own_mb": peaks["own"] / 2**20,
+        "tree_mb": peaks["tree"] / 2**20,
+        "enrich_rows_per_s": rows / enrich if enrich else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", default="large", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--days", default="1,7,30", help="comma-separated run lengths")
+    parser.add_argument("--engines", default="duckdb,polars")
+    parser.add_argument("--workspace", type=Path, help="reuse (or create) this demo workspace")
+    args = parser.parse_args()
+    tmp = None
+    ws = args.workspace
+    if ws is None:
+        tmp = tempfile.TemporaryDirectory(prefix="daeda-bench-pipeline-")
+        ws = Path(tmp.name) / "demo"
+    marker = ws / "workspace.json"
+    if not marker.exists() or json.loads(marker.read_text()).get("scale") != args.scale:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [DAEDA, "demo", "init", str(ws), "--scale", args.scale, "--overwrite"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"demo workspace ({args.scale}) written in {time.perf_counter() - t0:.1f}s")
+    info = json.loads(marker.read_text())
+    first = dt.date.fromisoformat(info["start"])
+    last = dt.date.fromisoformat(info["end"])
+    available = (last - first).days + 1
+    print(
+        f"{'engine':<8}{'days':>6}{'rows':>12}{'seconds':>10}{'s/day':>8}{'train RSS MB':>14}"
+        f"{'+Ray tree MB':>14}{'enrich rows/s':>15}"
+    )
+    for engine in args.engines.split(","):
+        for days in (int(d) for d in args.days.split(",")):
+            days = min(days, available)
+            r = train(ws, ws / f"out-bench-{engine}", engine, first, days)
+            print(
+                f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['seconds']:>10.1f}{r['seconds'] / days:>8.1f}"
+                f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}{r['enrich_rows_per_s']:>15,.0f}"
+            )
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
