@@ -1,7 +1,7 @@
 """The Polars engine's window kernel: exact int64 window aggregates computed by Polars operations.
 
 How it works (see `daedalus.pit.kernel` for the contract); every step is a Polars operation
-(no numpy at all), and the result goes back to Arrow without a copy:
+(no numpy at all); the results go back to Arrow with ``Series.to_arrow``:
 
 - Keys become dense ids in key order (Polars ``unique`` + hash join). Per time column, each
   event gets one int64 code ``id * span + (time - tmin)`` whose order is the (key, time) order,
@@ -17,7 +17,10 @@ How it works (see `daedalus.pit.kernel` for the contract); every step is a Polar
   code whose span leaves a gap wider than the window between keys, so one global
   ``rolling_min_by`` / ``rolling_max_by`` (``closed="left"``: the strict upper bound) never
   mixes keys. Windows longer than the time range (and lifetime windows) are rewritten exactly
-  into windows no longer than the range plus one, which keeps the span small.
+  into windows no longer than the range plus one, which keeps the span small. When the codes of
+  all keys do not fit in int64 the keys are processed in chunks; when not even one key's do
+  (times spread over more than ~2**62 us) an exact join of probes with their key's events
+  answers instead (cost: one row per such pair).
 - COUNT_DISTINCT: an occurrence of (key, value) at ``e`` whose previous occurrence is at ``p``
   counts for ``t`` iff ``max(e, p + w) < t <= e + w``: two "points below t in the same key"
   counts, done with a sort of points and probes and a cumulative sum per key.
@@ -43,6 +46,7 @@ __all__ = ["PolarsKernel"]
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
 _NULLABLE: Final = frozenset({WindowOp.MIN, WindowOp.MAX})
+_PREFIX_OPS: Final = frozenset({WindowOp.COUNT, WindowOp.SUM})
 _MAX_THREADS: Final = 4
 _ID: Final = "__id"
 _PID: Final = "__pid"  # a probe's row in the input
@@ -52,9 +56,9 @@ _CODE: Final = "__code"
 class PolarsKernel(WindowKernel):
     """Exact window aggregates on the Polars engine (see the module docstring for the method).
 
-    Independent column tasks run on as many Python threads as Polars' own pool has
-    (`POLARS_MAX_THREADS`), at most `_MAX_THREADS`; Polars releases the GIL while it computes.
-    Each task writes only its own requests' outputs, so scheduling cannot change the result.
+    Independent tasks run on as many Python threads as Polars' own pool has
+    (`POLARS_MAX_THREADS`), at most `_MAX_THREADS` (see `_schedule`). Each task writes only
+    its own requests' outputs, so scheduling cannot change the result.
     """
 
     name = "polars"
@@ -117,8 +121,7 @@ def _compute(
     out: dict[int, tuple[pl.Series, pl.Series]] = {}
     workers = max(1, min(pl.thread_pool_size(), _MAX_THREADS))
     with ThreadPoolExecutor(workers) as pool:
-        for time, members in by_time.items():
-            _time_column(events, time, ev_ids, n_ids, pr, reqs, members, out, pool)
+        _schedule(events, by_time, ev_ids, n_ids, pr, reqs, out, pool)
     return out
 
 
@@ -143,6 +146,7 @@ class _Axis:
             codes = ev_ids * self._stride + self._distinct.search_sorted(times, "left").cast(
                 pl.Int64
             )
+        self.n = len(codes)
         self.perm = codes.arg_sort()
         self.codes = codes.gather(self.perm).set_sorted()
         self._positions: dict[int | None, pl.Series] = {}
@@ -181,6 +185,16 @@ class _Axis:
             lambda b: distinct.search_sorted(b, "left").cast(pl.Int64), return_dtype=pl.Int64
         )
 
+    @property
+    def fits(self) -> bool:
+        """Whether the codes pack real time offsets (not ranks of times)."""
+        return self._distinct is None
+
+    def rolling_codes(self, span: int) -> pl.Series:
+        """``id * span + (time - tmin)`` in sorted order, read off the codes (`fits` only)."""
+        extra = span - self._stride  # >= 0: the MIN/MAX span is at least the sort's
+        return self.codes + (self.codes // self._stride) * extra
+
     def sorted_ids(self) -> pl.Series:
         """Event key ids in (key, time) order."""
         if self._distinct is None:  # read off the codes: cheaper than a gather
@@ -196,10 +210,15 @@ class _Axis:
     def sorted_column(self, column: pa.ChunkedArray, *, fill: bool) -> pl.Series:
         """A value column in (key, time) order; nulls become 0 when `fill` (for sums)."""
         s = _series(column, "v")
-        if fill and s.null_count():
-            # Before the gather: a gather without validity is ~2x faster.
-            s = s.fill_null(0)
-        return s.gather(self.perm)
+        if not s.null_count():
+            return s.gather(self.perm)
+        # A gather of values with validity is ~3x slower than one without (measured), so the
+        # values are gathered with nulls filled, and for MIN/MAX the validity separately.
+        values = s.fill_null(0).gather(self.perm)
+        if fill:
+            return values
+        valid = s.is_not_null().gather(self.perm)
+        return pl.select(pl.when(valid).then(values)).to_series()
 
 
 def _minus(t: pl.Expr, w: int) -> pl.Expr:
@@ -231,51 +250,79 @@ def _exclusive_prefix(s: pl.Series) -> pl.Series:
     return pl.concat([pl.Series([0], dtype=pl.Int64), s.cast(pl.Int64).cum_sum()], rechunk=True)
 
 
-def _time_column(
+def _schedule(
     events: pa.Table,
-    time: str,
+    by_time: dict[str, list[int]],
     ev_ids: pl.Series,
     n_ids: int,
     pr: pl.DataFrame,
     reqs: list[WindowRequest],
-    members: list[int],
     out: dict[int, tuple[pl.Series, pl.Series]],
     pool: ThreadPoolExecutor,
 ) -> None:
-    """Answer the requests `members`, all on the time column `time`."""
-    axis = _Axis(ev_ids, _series(events.column(time), time), n_ids, pr)
-    pids = pr[_PID]
-    by_column: dict[str, list[int]] = defaultdict(list)
-    for i in members:
-        by_column[reqs[i].column].append(i)
+    """Run every request on `pool`, in three phases of independent tasks.
 
-    # Bounds first (shared by every column), then the columns in parallel.
-    windows = {reqs[i].window_us for i in members if reqs[i].op in (WindowOp.COUNT, WindowOp.SUM)}
-    if windows:
-        axis.hi()
-        for w in windows:
-            axis.lo(w)
+    Why Python threads: Polars 2.1 runs a gather, a search or a rolling op on one thread
+    (measured: a select of two rolling ops takes twice as long as one), so parallelism has to
+    come from running independent operations at once. It is partial: some eager Series methods
+    appear to hold the GIL (two threads of ``search_sorted`` took no less wall time than one).
+    """
 
-    def run(column: str) -> pl.Series | None:
-        """COUNT, SUM, COUNT_DISTINCT of one column; its sorted values if MIN/MAX need them."""
-        col_members = by_column[column]
-        ops = {reqs[i].op for i in col_members}
-        raw = events.column(column)
-        if ops & {WindowOp.COUNT, WindowOp.SUM}:
-            _count_sum(axis, raw, reqs, col_members, pids, out)
-        distinct = [i for i in col_members if reqs[i].op == WindowOp.COUNT_DISTINCT]
+    def build(time: str) -> _Axis:
+        axis = _Axis(ev_ids, _series(events.column(time), time), n_ids, pr)
+        members = by_time[time]
+        windows = {reqs[i].window_us for i in members if reqs[i].op in _PREFIX_OPS}
+        if windows:  # every bound once, shared by all the columns
+            axis.hi()
+            for w in windows:
+                axis.lo(w)
+        return axis
+
+    # Consuming a map re-raises the first exception of any task.
+    axes = dict(zip(by_time, pool.map(build, by_time), strict=True))
+    # MIN/MAX: the sorted values, once per (time, column), before the rolling tasks share them.
+    minmax_columns = sorted(
+        {
+            (reqs[i].time, reqs[i].column)
+            for m in by_time.values()
+            for i in m
+            if reqs[i].op in _NULLABLE
+        }
+    )
+
+    def sort_column(task: tuple[str, str]) -> pl.Series:
+        return axes[task[0]].sorted_column(events.column(task[1]), fill=False)
+
+    sorted_values = dict(zip(minmax_columns, pool.map(sort_column, minmax_columns), strict=True))
+    tasks: list[tuple[int, str, object, list[int]]] = []  # (cost, time, column or window, members)
+    for time, members in by_time.items():
+        by_window: dict[int | None, list[int]] = defaultdict(list)
+        by_column: dict[str, list[int]] = defaultdict(list)
+        for i in members:
+            if reqs[i].op in _NULLABLE:
+                by_window[reqs[i].window_us].append(i)
+            else:
+                by_column[reqs[i].column].append(i)
+        # Rough costs (a rolling op ~ 4 prefix sums); costliest first, so none is left alone.
+        tasks.extend((4 * len(g) + 2, time, ("window", w), g) for w, g in by_window.items())
+        tasks.extend((len(g), time, ("column", c), g) for c, g in by_column.items())
+    tasks.sort(key=lambda task: -task[0])
+
+    def run(task: tuple[int, str, object, list[int]]) -> None:
+        _, time, (kind, what), members = task  # type: ignore[misc]
+        axis = axes[time]
+        if kind == "window":
+            values = {c: v for (t, c), v in sorted_values.items() if t == time}
+            _min_max(axis, values, n_ids, reqs, members, what, events, out)
+            return
+        raw = events.column(what)
+        if any(reqs[i].op in _PREFIX_OPS for i in members):
+            _count_sum(axis, raw, reqs, members, axis.pr[_PID], out)
+        distinct = [i for i in members if reqs[i].op == WindowOp.COUNT_DISTINCT]
         if distinct:
-            _distinct(axis, raw, reqs, distinct, pids, out)
-        if ops & _NULLABLE:
-            return axis.sorted_column(raw, fill=False)
-        return None
+            _distinct(axis, raw, reqs, distinct, axis.pr[_PID], out)
 
-    # Consuming the map re-raises the first exception of any task.
-    done = zip(by_column, pool.map(run, by_column), strict=True)
-    sorted_values = {column: values for column, values in done if values is not None}
-    minmax = [i for i in members if reqs[i].op in _NULLABLE]
-    if minmax:
-        _min_max(axis, sorted_values, n_ids, reqs, minmax, events, out)
+    list(pool.map(run, tasks))
 
 
 def _count_sum(
@@ -297,6 +344,8 @@ def _count_sum(
         sum_prefix = _exclusive_prefix(axis.sorted_column(raw, fill=True))
     for i in members:
         r = reqs[i]
+        if r.op not in _PREFIX_OPS:
+            continue
         lo = axis.lo(r.window_us)
         if r.op == WindowOp.SUM:
             assert sum_prefix is not None
@@ -313,11 +362,12 @@ def _min_max(
     sorted_values: dict[str, pl.Series],
     n_ids: int,
     reqs: list[WindowRequest],
-    members: list[int],
+    group: list[int],
+    w: int | None,
     events: pa.Table,
     out: dict[int, tuple[pl.Series, pl.Series]],
 ) -> None:
-    """MIN and MAX requests on one time column: per window, one merge and global rolling ops.
+    """MIN and MAX requests of one time column and window: one merge, global rolling ops.
 
     Every window is first made at most ``D + 1`` long (``D = tmax - tmin``), exactly: only
     ``[max(t - w, tmin), min(t, tmax + 1))`` matters. If ``t - w <= tmin`` the lower bound is
@@ -329,67 +379,92 @@ def _min_max(
     """
     tmin, tmax = axis.tmin, axis.tmax
     d = tmax - tmin
-    by_window: dict[int | None, list[int]] = defaultdict(list)
-    for i in members:
-        by_window[reqs[i].window_us].append(i)
-    ev: pl.DataFrame | None = None
-    for w, group in by_window.items():
-        t = pl.col(PROBE_TIME)
-        # Empty windows (keep the default): nothing before t, or nothing at or after t - w.
-        live = t > tmin
-        if w is not None and tmax + w <= _I64_MAX:
-            live &= t <= tmax + w
-        if w is not None and w <= d + 1:
-            w2 = w
-            t2: pl.Expr = t
+    t = pl.col(PROBE_TIME)
+    # Empty windows (keep the default): nothing before t, or nothing at or after t - w.
+    live = t > tmin
+    if w is not None and tmax + w <= _I64_MAX:
+        live &= t <= tmax + w
+    if w is not None and w <= d + 1:
+        w2 = w
+        t2: pl.Expr = t
+    else:
+        w2 = d + 1
+        # tmax + 1 is only needed when some t exceeds tmax, so it then fits.
+        clamped = t if tmax == _I64_MAX else pl.when(t > tmax).then(tmax + 1).otherwise(t)
+        if w is None or tmin + w > _I64_MAX:
+            t2 = clamped
         else:
-            w2 = d + 1
-            # tmax + 1 is only needed when some t exceeds tmax, so it then fits.
-            clamped = t if tmax == _I64_MAX else pl.when(t > tmax).then(tmax + 1).otherwise(t)
-            if w is None or tmin + w > _I64_MAX:
-                t2 = clamped
-            else:
-                t2 = pl.when(t <= tmin + w).then(clamped).otherwise(t - (w - d - 1))
-        span = d + w2 + 1
-        probes = axis.pr.filter(live).select(pl.col(_ID), pl.col(_PID), t2.alias(PROBE_TIME))
-        if span > _I64_MAX:  # times spread over more than ~2**62 us: see `_min_max_by_join`
-            for column in {reqs[i].column for i in group}:
-                col_group = [i for i in group if reqs[i].column == column]
-                raw = events.column(column)
-                _min_max_by_join(axis, raw, reqs, col_group, probes, w2, out)
+            t2 = pl.when(t <= tmin + w).then(clamped).otherwise(t - (w - d - 1))
+    span = d + w2 + 1
+    probes = axis.pr.filter(live).select(pl.col(_ID), pl.col(_PID), t2.alias(PROBE_TIME))
+    if span > _I64_MAX:  # times spread over more than ~2**62 us: see `_min_max_by_join`
+        for column in {reqs[i].column for i in group}:
+            col_group = [i for i in group if reqs[i].column == column]
+            raw = events.column(column)
+            _min_max_by_join(axis, raw, reqs, col_group, probes, w2, out)
+        return
+    columns = sorted({reqs[i].column for i in group})
+    per_chunk = _I64_MAX // span
+    if per_chunk >= n_ids and axis.fits:
+        # The usual case, in one pass: the codes come straight from the sort's codes.
+        code = (pl.col(_ID) * span + (pl.col(PROBE_TIME) - tmin)).alias(_CODE)
+        left = pl.DataFrame(
+            {
+                _CODE: axis.rolling_codes(span),
+                _PID: pl.repeat(None, axis.n, dtype=pl.UInt32, eager=True),
+            }
+        ).with_columns(sorted_values[c].alias(c) for c in columns)
+        _rolling(left, probes.select(code, pl.col(_PID)), columns, reqs, group, w2, out)
+        return
+    ev = pl.DataFrame({_ID: axis.sorted_ids(), PROBE_TIME: axis.sorted_times()})
+    frame = ev.with_columns(sorted_values[c].alias(c) for c in columns)  # no copy
+    # Keys per chunk so that chunk codes fit in int64 (a time range over ~2**61 us).
+    parts = []
+    for base in range(0, n_ids, per_chunk):
+        chunk_ev, chunk_pr = frame, probes
+        if per_chunk < n_ids:
+            in_chunk = pl.col(_ID).is_between(base, base + per_chunk - 1)
+            chunk_ev, chunk_pr = frame.filter(in_chunk), probes.filter(in_chunk)
+        if not chunk_pr.height:
             continue
-        columns = sorted({reqs[i].column for i in group})
-        if ev is None:
-            ev = pl.DataFrame({_ID: axis.sorted_ids(), PROBE_TIME: axis.sorted_times()})
-        exprs = [
-            getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
-                _CODE, window_size=f"{w2}i", closed="left"
-            ).alias(str(i))
-            for i in group
-        ]
-        frame = ev.with_columns(sorted_values[c].alias(c) for c in columns)  # no copy
-        # Keys per chunk so that chunk codes fit in int64: one chunk unless times are spread.
-        per_chunk = _I64_MAX // span
-        parts = []
-        for base in range(0, n_ids, per_chunk):
-            chunk_ev, chunk_pr = frame, probes
-            if per_chunk < n_ids:
-                in_chunk = pl.col(_ID).is_between(base, base + per_chunk - 1)
-                chunk_ev, chunk_pr = frame.filter(in_chunk), probes.filter(in_chunk)
-            if not chunk_pr.height:
-                continue
-            code = ((pl.col(_ID) - base) * span + (pl.col(PROBE_TIME) - tmin)).alias(_CODE)
-            left = chunk_ev.select(code, pl.lit(None, pl.UInt32).alias(_PID), *columns)
-            right = chunk_pr.select(
-                code, pl.col(_PID), *(pl.lit(None, pl.Int64).alias(c) for c in columns)
-            ).sort(_CODE)
-            union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
-            parts.append(union.select(pl.col(_PID), *exprs).filter(pl.col(_PID).is_not_null()))
-        if not parts:
-            continue
+        code = ((pl.col(_ID) - base) * span + (pl.col(PROBE_TIME) - tmin)).alias(_CODE)
+        left = chunk_ev.select(code, pl.lit(None, pl.UInt32).alias(_PID), *columns)
+        _rolling(left, chunk_pr.select(code, pl.col(_PID)), columns, reqs, group, w2, out, parts)
+    if parts:
         result = pl.concat(parts)
         for i in group:
             out[i] = (result[_PID], result[str(i)])
+
+
+def _rolling(
+    left: pl.DataFrame,
+    probes: pl.DataFrame,
+    columns: list[str],
+    reqs: list[WindowRequest],
+    group: list[int],
+    w: int,
+    out: dict[int, tuple[pl.Series, pl.Series]],
+    parts: list[pl.DataFrame] | None = None,
+) -> None:
+    """Rolling MIN/MAX over ``[code - w, code)`` of sorted events (`left`) merged with probes.
+
+    Probes carry null values, so they never count in a window; ``closed="left"`` is the
+    strict upper bound. The results go to `out`, or are appended to `parts` (key chunks).
+    """
+    right = probes.with_columns(pl.lit(None, pl.Int64).alias(c) for c in columns).sort(_CODE)
+    union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
+    exprs = [
+        getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
+            _CODE, window_size=f"{w}i", closed="left"
+        ).alias(str(i))
+        for i in group
+    ]
+    result = union.select(pl.col(_PID), *exprs).filter(pl.col(_PID).is_not_null())
+    if parts is not None:
+        parts.append(result)
+        return
+    for i in group:
+        out[i] = (result[_PID], result[str(i)])
 
 
 def _min_max_by_join(
