@@ -250,6 +250,10 @@ _ray_lock = threading.Lock()
 _ray_started_here = False
 
 
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    return "Token authentication is enabled" not in record.getMessage()
+
+
 def _ensure_ray(address: str | None) -> None:
     """Start (or connect to) Ray once per process; reuse a session someone else started."""
     global _ray_started_here
@@ -257,6 +261,10 @@ def _ensure_ray(address: str | None) -> None:
         if ray.is_initialized():
             return
         local = address is None
+        # A local single-user cluster: Ray's notice about its token authentication is noise.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            _drop_token_notice
+        )
         with warnings.catch_warnings():
             # Lance warns at any fork once imported; Ray's fork+exec of its daemons is harmless.
             warnings.filterwarnings("ignore", message="lance is not fork-safe")
