@@ -34,11 +34,18 @@ def generate(root: Path, events: int, spine: int, users: int, days: int, seed: i
     """Seeded data: Zipf-skewed users and artworks, a hot user, spine times equal to event times."""
     rng = np.random.default_rng(seed)
     span = days * DAY_US
-    # Zipf-skewed users (a = 1.2), with user 0 made very hot: ~1% of all events.
-    user = (rng.zipf(1.2, events) - 1) % users
-    hot = rng.random(events) < 0.01
-    user[hot] = 0
-    artwork = (rng.zipf(1.1, events) - 1) % 200_000
+
+    # Zipf-like users and artworks: P(rank r) ∝ (r + 10) ** -1.1, ids shuffled; on top of
+    # that one hot user holds 1% of all events (a very large history).
+    def zipf_ids(n_ids: int, size: int) -> np.ndarray:
+        weights = (np.arange(n_ids) + 10.0) ** -1.1
+        ranks = rng.choice(n_ids, size, p=weights / weights.sum())
+        return rng.permutation(n_ids)[ranks]
+
+    user = zipf_ids(users, events)
+    hot_user = int(user[0])
+    user[rng.random(events) < 0.01] = hot_user
+    artwork = zipf_ids(200_000, events)
     ts = START_US + rng.integers(0, span, events)
     action = rng.choice(
         np.array(["view", "like", "bookmark", "generate"]), events, p=[0.8, 0.12, 0.05, 0.03]
@@ -58,7 +65,7 @@ def generate(root: Path, events: int, spine: int, users: int, days: int, seed: i
     pick = rng.integers(0, events, spine)
     exact = rng.random(spine) < 0.5
     spine_ts = np.where(exact, ts[pick], START_US + rng.integers(DAY_US, span, spine))
-    spine_user = np.where(exact, user[pick], (rng.zipf(1.2, spine) - 1) % users)
+    spine_user = np.where(exact, user[pick], zipf_ids(users, spine))
     pq.write_table(
         pa.table(
             {

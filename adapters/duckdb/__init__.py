@@ -1,1 +1,1 @@
-"""DuckDB engine adapter: the window kernel computed in SQL over Arrow tables."""
+"""DuckDB engine adapter: the exact window kernel in SQL over Arrow, and its aggregator."""

@@ -1,19 +1,21 @@
 """DuckDB window kernel: exact point-in-time window aggregates computed in SQL over Arrow tables.
 
-How it computes (per time column, one SQL statement per family of operations):
+How it computes, per time column (details in `_time_column`):
 
 - COUNT and SUM are invertible, so a window is a difference of two prefix sums. The events and
-  one "bound" row per probe and bound (`t`, and `t - w` for each distinct finite window `w`) go
-  through ONE partitioned window pass of cumulative sums; a pivot by probe id then takes the
-  differences. A bound sorts before the events at its own time (see `_TimeFrame`), so its prefix
-  holds exactly the events with time < bound.
+  one "bound" row per probe and bound (`t`, and `t - w` for each distinct finite window) go
+  through ONE partitioned window pass of cumulative sums, and a pivot by probe id takes the
+  differences. Times are doubled and bounds put at odd values (see `_TimeFrame`), so a bound
+  sorts strictly between the events before it and those at its own time: its prefix holds
+  exactly the events with time < bound.
 - A DuckDB window aggregate costs about the same whatever it sums, so all the count and sum
-  prefixes of a time column are packed into a few HUGEINT "words" of bit fields whose widths are
-  proven from the data (most events of one key times the largest magnitude). Integer addition
-  never lets a field spill into its neighbour, so unpacking is exact; e.g. 4 counts and 3 limb
-  sums take 2 cumulative aggregates instead of 7.
-- MIN, MAX and COUNT_DISTINCT are not invertible: events and probes are unioned and each request
-  is a RANGE frame ending at the probe on the integer time axis.
+  prefixes are packed into a few HUGEINT "words" of bit fields whose widths are proven from the
+  data (most events of one key times the largest magnitude). Integer addition never lets a
+  field spill into its neighbour, so unpacking is exact: e.g. 4 counts and 3 limb sums take 2
+  cumulative aggregates instead of 7.
+- MIN, MAX and COUNT_DISTINCT are not invertible: a second pass sorts the events and the probes
+  the same way and evaluates each window as a ROWS frame ending at the probe, whose length (the
+  number of rows in the window) the first pass counted with one more packed field.
 - Events that no probe can see (keys nobody asks for, events after a key's last probe or before
   its first probe's longest window) are dropped before any window pass.
 - Every probe carries its row id; results are put back in the probes' order with an Arrow take.

@@ -203,6 +203,20 @@ def test_ties_between_events_and_several_probes_at_one_time() -> None:
     }
 
 
+def test_bounds_of_different_probes_coincide() -> None:
+    """One probe's lower bound t - w is another probe's t, with events at both times."""
+    events = one_key_events([2, 5, 5, 8, 8, 11], [1, 6, 2, 9, 3, 7])
+    probes = probes_at([5, 8, 8, 11, 14, 5])
+    got = assert_matches_reference(events, probes, every_op(3))
+    assert got.to_pydict() == {
+        "count": [1, 2, 2, 2, 1, 1],
+        "sum": [1, 8, 8, 12, 7, 1],
+        "min": [1, 2, 2, 3, 7, 1],
+        "max": [1, 6, 6, 9, 7, 1],
+        "count_distinct": [1, 2, 2, 2, 1, 1],
+    }
+
+
 def test_probes_without_events_duplicates_and_all_null_windows() -> None:
     events = one_key_events([1, 2, 3], [None, None, 5])
     probes = pa.table(
