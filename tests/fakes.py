@@ -13,11 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from daedalus.pit.compute import PitReport, compute_pit_table
+from daedalus.aggregation import KernelAggregator
 from daedalus.pit.kernel import WindowKernel, WindowRequest
-from daedalus.pit.spec import Engine, PitSpec
+from daedalus.pit.spec import Engine
 from daedalus.ports import (
-    AggregatorPort,
     EmbeddingStorePort,
     EnricherPort,
     EnrichError,
@@ -44,31 +43,11 @@ class InMemoryKernel(WindowKernel):
         return reference_window_aggregate(events, probes, requests)
 
 
-class InMemoryAggregator(AggregatorPort):
-    """The compute core driven by the in-memory kernel."""
-
-    engine = Engine.DUCKDB  # stands in for any engine
+class InMemoryAggregator(KernelAggregator):
+    """The compute core driven by the in-memory kernel (stands in for any engine)."""
 
     def __init__(self) -> None:
-        self.kernel = InMemoryKernel()
-
-    def aggregate_pit_table(
-        self,
-        spine: pa.Table,
-        specs: Sequence[PitSpec],
-        *,
-        timestamp: str = "ts",
-        naive_timestamps_are_utc: bool = False,
-        report: PitReport | None = None,
-    ) -> pa.Table:
-        return compute_pit_table(
-            spine,
-            specs,
-            self.kernel,
-            timestamp=timestamp,
-            naive_timestamps_are_utc=naive_timestamps_are_utc,
-            report=report,
-        )
+        super().__init__(InMemoryKernel(), Engine.DUCKDB)
 
 
 class InMemoryEmbeddingStore(EmbeddingStorePort):

@@ -7,38 +7,18 @@ from collections.abc import Sequence
 import pyarrow as pa
 from daedalus.adapters.polars.kernel import PolarsKernel
 
-from daedalus.pit.compute import PitReport, compute_pit_table
+from daedalus.aggregation import KernelAggregator
+from daedalus.pit.compute import PitReport
 from daedalus.pit.spec import Engine, PitSpec
-from daedalus.ports import AggregatorPort
 
 __all__ = ["PolarsAggregator", "aggregate_pit_table"]
 
 
-class PolarsAggregator(AggregatorPort):
-    """Point-in-time features computed by Polars (see `daedalus.pit.compute`)."""
-
-    engine = Engine.POLARS
+class PolarsAggregator(KernelAggregator):
+    """Point-in-time features whose window work Polars does (`PolarsKernel`)."""
 
     def __init__(self, kernel: PolarsKernel | None = None) -> None:
-        self.kernel = kernel or PolarsKernel()
-
-    def aggregate_pit_table(
-        self,
-        spine: pa.Table,
-        specs: Sequence[PitSpec],
-        *,
-        timestamp: str = "ts",
-        naive_timestamps_are_utc: bool = False,
-        report: PitReport | None = None,
-    ) -> pa.Table:
-        return compute_pit_table(
-            spine,
-            specs,
-            self.kernel,
-            timestamp=timestamp,
-            naive_timestamps_are_utc=naive_timestamps_are_utc,
-            report=report,
-        )
+        super().__init__(kernel or PolarsKernel(), Engine.POLARS)
 
 
 def aggregate_pit_table(
