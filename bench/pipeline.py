@@ -3,7 +3,8 @@
     .venv/bin/python bench/pipeline.py                       # large demo (~10M events, 30 days)
     .venv/bin/python bench/pipeline.py --scale small --days 1,7
 
-Each training run is its own `daeda pipeline train … --force --json` process. It prints the
+Each training run is its own `daeda pipeline train … --force --json` process, ending on the
+demo's last day (so every run's last day has the same lookback). It prints the
 run's seconds, the peak RSS of the training process (the executor: this is what must stay flat
 as the date range grows) and of its whole process tree (the executor plus the local Ray
 cluster), and the enrich stage's throughput (rows / seconds spent enriching, from manifests).
@@ -50,8 +51,10 @@ def _watch(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Even
         time.sleep(0.2)
 
 
-def train(ws: Path, out: Path, engine: str, start: dt.date, days: int) -> dict:
-    end = start + dt.timedelta(days=days - 1)
+def train(ws: Path, out: Path, engine: str, end: dt.date, days: int) -> dict:
+    # Every run ends on the last day, so each run's last day has the same (longest) lookback:
+    # a longer run adds days, and its peak memory should not grow with them.
+    start = end - dt.timedelta(days=days - 1)
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
         DAEDA,
@@ -135,7 +138,7 @@ def main() -> None:
     for engine in args.engines.split(","):
         for days in (int(d) for d in args.days.split(",")):
             days = min(days, available)
-            r = train(ws, ws / f"out-bench-{engine}", engine, first, days)
+            r = train(ws, ws / f"out-bench-{engine}", engine, last, days)
             print(
                 f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['seconds']:>10.1f}{r['seconds'] / days:>8.1f}"
                 f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}{r['enrich_rows_per_s']:>15,.0f}"
