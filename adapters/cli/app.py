@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 from cyclopts import App, Parameter
 
@@ -74,22 +75,41 @@ def _application(workspace: Path | None, catalog: Path | None, **kw: Any) -> Any
     return _container(_settings(workspace, catalog, **kw)).application()
 
 
+# Where --json output goes: the real stdout, kept aside while a command runs with stdout pointed
+# at stderr, so that nothing a library prints (Ray's notices, say) can corrupt the JSON.
+_json_out: list[TextIO] = []
+
+
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
     if as_json:
-        print(jsonlib.dumps(data, indent=2, default=str))
+        print(
+            jsonlib.dumps(data, indent=2, default=str),
+            file=_json_out[-1] if _json_out else sys.stdout,
+        )
     else:
         human(data)
 
 
 def _run(action: Callable[[], int], debug: bool, as_json: bool) -> int:
     """Run a command body; turn errors into located messages on stderr and an exit code."""
+    if as_json:
+        _json_out.append(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return _guarded(action, debug, True)
+        finally:
+            _json_out.pop()
+    return _guarded(action, debug, False)
+
+
+def _guarded(action: Callable[[], int], debug: bool, as_json: bool) -> int:
     try:
         return action()
     except AppError as exc:
         if debug:
             traceback.print_exc()
         if as_json:
-            print(jsonlib.dumps({"error": exc.to_dict()}, indent=2, default=str))
+            _emit({"error": exc.to_dict()}, True, lambda _: None)
         print(f"error: {exc.message}", file=sys.stderr)
         known = exc.data.get("known") if isinstance(exc.data, dict) else None
         if exc.kind == "not_found" and known and "did you mean" not in exc.message:
@@ -254,7 +274,7 @@ def catalog_validate(
         settings = _settings(None, directory)
         result = _container(settings).catalog_cases().validate(settings.catalog_dir)
         if json:
-            print(jsonlib.dumps(result, indent=2))
+            _emit(result, True, lambda _: None)
         elif result["ok"]:
             print(
                 f"ok: {result['views']} views, {result['services']} services, "

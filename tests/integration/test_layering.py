@@ -49,6 +49,7 @@ def make_fake_daedalus(root: Path, catalog_module: str) -> None:
         (package / sub).mkdir(parents=True, exist_ok=True)
         (package / sub / "__init__.py").write_text('"""Throwaway package."""\n')
     (package / "ports.py").write_text('"""Ports."""\n')
+    (package / "aggregation.py").write_text('"""Aggregation."""\n')
     (package / "pit" / "kernel.py").write_text("X = 1\n")
     (package / "catalog" / "model.py").write_text(catalog_module)
     # The SAME contracts: the real file, verbatim (import-linter reads [tool.importlinter]).
