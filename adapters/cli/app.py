@@ -332,7 +332,12 @@ def service_schema(
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(app())
+    code = app()
+    sys.stdout.flush()
+    # Whatever libraries print while the process winds down (Ray's exit notices) goes to stderr:
+    # stdout holds the command's output alone, so `--json` output stays parseable.
+    sys.stdout = sys.stderr
+    sys.exit(code)
 
 
 # -- demo ------------------------------------------------------------------------------------------
