@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json as jsonlib
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -334,9 +335,11 @@ def main() -> None:
     """Console-script entry point."""
     code = app()
     sys.stdout.flush()
-    # Whatever libraries print while the process winds down (Ray's exit notices) goes to stderr:
-    # stdout holds the command's output alone, so `--json` output stays parseable.
-    sys.stdout = sys.stderr
+    # Whatever libraries print while the process winds down (Ray's exit notices, from Python or
+    # from native threads) goes to stderr: stdout holds the command's output alone, so `--json`
+    # output stays parseable.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.exit(code)
 
 
