@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,129 +10,23 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from daedalus.adapters.duckdb.kernel import DuckDBKernel
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
-from tests.kernel_contract import reference_window_aggregate
-
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-EXTREME_TIMES = [INT64_MIN, INT64_MIN + 1, -5, -1, 0, 1, 5, INT64_MAX - 1, INT64_MAX]
-EXTREME_VALUES = [INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX - 1, INT64_MAX]
-H = 3_600_000_000
-
-# Keeps the default suite fast; set DAEDALUS_KERNEL_EXAMPLES=5000 for a deep fuzz.
-EXAMPLES = int(os.environ.get("DAEDALUS_KERNEL_EXAMPLES", "200"))
-FAST = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+from tests.kernel_contract import (
+    INT64_MAX,
+    INT64_MIN,
+    chunked,
 )
+from tests.kernel_contract import assert_matches_reference as check_against_reference
 
+H = 3_600_000_000
 KERNEL = DuckDBKernel(threads=2)
 
 
-def chunked(table: pa.Table, cuts: list[int]) -> pa.Table:
-    """The same rows split into several chunks at `cuts` (slices: chunks with offsets)."""
-    bounds = sorted({0, table.num_rows, *(c for c in cuts if 0 < c < table.num_rows)})
-    if len(bounds) < 2:
-        return table
-    return pa.concat_tables([table.slice(a, b - a) for a, b in itertools.pairwise(bounds)])
-
-
 def assert_matches_reference(
-    events: pa.Table,
-    probes: pa.Table,
-    requests: list[WindowRequest],
-    kernel: WindowKernel = KERNEL,
+    events: pa.Table, probes: pa.Table, requests: list[WindowRequest], kernel: WindowKernel = KERNEL
 ) -> pa.Table:
-    got = kernel.window_aggregate(events, probes, requests)
-    expected = reference_window_aggregate(events, probes, requests)
-    assert got.schema == expected.schema
-    if requests:  # a table without columns has no rows
-        assert got.num_rows == probes.num_rows
-    for name in expected.column_names:
-        assert got[name].to_pylist() == expected[name].to_pylist(), name
-    return got
-
-
-# ----------------------------------------------------------------------------- strategies
-
-
-@st.composite
-def scenarios(draw: st.DrawFn, *, extreme: bool = False) -> tuple[pa.Table, pa.Table, list]:
-    """Tiny tables where keys, times and values collide a lot, plus random requests.
-
-    Keys and times come from tiny ranges, so ties between events and a probe's own time are
-    common. "v" holds small values (every op); "x" holds int64 extremes (every op but SUM, whose
-    window sum the core guarantees to fit in int64). `extreme` draws times at the int64 limits
-    and windows past them, which takes the HUGEINT time axis.
-    """
-    n = draw(st.integers(0, 30))
-    m = draw(st.integers(0, 15))
-    times = st.sampled_from(EXTREME_TIMES) if extreme else st.integers(0, 12)
-    keys = st.sampled_from([INT64_MIN, -1, 0, INT64_MAX]) if extreme else st.integers(0, 2)
-    small = st.one_of(st.none(), st.integers(-3, 3))
-    wide = st.one_of(st.none(), st.sampled_from(EXTREME_VALUES), st.integers(-3, 3))
-    events = pa.table(
-        {
-            KEY: pa.array(draw(st.lists(keys, min_size=n, max_size=n)), pa.int64()),
-            "ts": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
-            "ts2": pa.array(draw(st.lists(times, min_size=n, max_size=n)), pa.int64()),
-            "v": pa.array(draw(st.lists(small, min_size=n, max_size=n)), pa.int64()),
-            "x": pa.array(draw(st.lists(wide, min_size=n, max_size=n)), pa.int64()),
-        }
-    )
-    probe_keys = st.sampled_from([INT64_MIN, -1, 0, 7, INT64_MAX]) if extreme else st.integers(0, 3)
-    probe_times = times if extreme else st.integers(-2, 14)
-    probes = pa.table(
-        {
-            KEY: pa.array(draw(st.lists(probe_keys, min_size=m, max_size=m)), pa.int64()),
-            PROBE_TIME: pa.array(draw(st.lists(probe_times, min_size=m, max_size=m)), pa.int64()),
-        }
-    )
-    if extreme:
-        windows = st.sampled_from([None, 0, 1, 2, 10, 2**62, INT64_MAX, 2**64 + 3])
-    else:
-        windows = st.one_of(st.none(), st.integers(-1, 15))
-    requests = []
-    for i in range(draw(st.integers(0, 8))):
-        op = draw(st.sampled_from(list(WindowOp)))
-        column = "v" if op == WindowOp.SUM else draw(st.sampled_from(["v", "x"]))
-        time = draw(st.sampled_from(["ts", "ts2"]))
-        requests.append(WindowRequest(f"r{i}", op, column, time, draw(windows)))
-    cuts = draw(st.lists(st.integers(1, 29), max_size=3))
-    return chunked(events, cuts), chunked(probes, cuts), requests
-
-
-# ----------------------------------------------------------------------------- properties
-
-
-@FAST
-@given(scenarios())
-def test_matches_the_reference(case: tuple[pa.Table, pa.Table, list]) -> None:
-    assert_matches_reference(*case)
-
-
-@settings(FAST, max_examples=max(EXAMPLES // 4, 10))
-@given(scenarios(extreme=True))
-def test_matches_the_reference_at_the_int64_limits(case: tuple[pa.Table, pa.Table, list]) -> None:
-    assert_matches_reference(*case)
-
-
-@settings(FAST, max_examples=max(EXAMPLES // 4, 10))
-@given(scenarios(), st.randoms(use_true_random=False))
-def test_row_order_does_not_matter(case: tuple[pa.Table, pa.Table, list], rnd: Any) -> None:
-    events, probes, requests = case
-    expected = KERNEL.window_aggregate(events, probes, requests)
-    ev_order = list(range(events.num_rows))
-    pr_order = list(range(probes.num_rows))
-    rnd.shuffle(ev_order)
-    rnd.shuffle(pr_order)
-    ev_take, pr_take = pa.array(ev_order, pa.int64()), pa.array(pr_order, pa.int64())
-    shuffled = KERNEL.window_aggregate(events.take(ev_take), probes.take(pr_take), requests)
-    assert shuffled.equals(expected.take(pr_take))
+    return check_against_reference(kernel, events, probes, requests)
 
 
 # ----------------------------------------------------------------------------- named cases
