@@ -127,3 +127,29 @@ def scenarios(draw: st.DrawFn, *, extreme: bool = False) -> tuple[pa.Table, pa.T
         requests.append(WindowRequest(f"r{i}", op, column, time, draw(windows)))
     cuts = draw(st.lists(st.integers(1, 29), max_size=3))
     return chunked(events, cuts), chunked(probes, cuts), requests
+
+
+H = 3_600_000_000  # an hour in microseconds
+
+
+def one_key_events(times: list[int], values: list[int | None]) -> pa.Table:
+    return pa.table(
+        {
+            KEY: pa.array([1] * len(times), pa.int64()),
+            "ts": pa.array(times, pa.int64()),
+            "v": pa.array(values, pa.int64()),
+        }
+    )
+
+
+def probes_at(times: list[int], key: int = 1) -> pa.Table:
+    return pa.table(
+        {KEY: pa.array([key] * len(times), pa.int64()), PROBE_TIME: pa.array(times, pa.int64())}
+    )
+
+
+def every_op(window: int | None) -> list[WindowRequest]:
+    return [WindowRequest(op.value, op, "v", "ts", window) for op in WindowOp]
+
+
+EMPTY_WINDOW = {"count": [0], "sum": [0], "min": [None], "max": [None], "count_distinct": [0]}

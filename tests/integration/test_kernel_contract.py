@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daedalus.pit.kernel import WindowKernel
-from tests.kernel_contract import EXAMPLES, FAST, assert_matches_reference, scenarios
+from tests.kernel_contract import (
+    EMPTY_WINDOW,
+    EXAMPLES,
+    FAST,
+    H,
+    assert_matches_reference,
+    every_op,
+    one_key_events,
+    probes_at,
+    scenarios,
+)
 
 KERNELS = pytest.mark.parametrize(
     "kernel", [DuckDBKernel(threads=2), PolarsKernel()], ids=["duckdb", "polars"]
@@ -50,3 +60,42 @@ def test_row_order_does_not_matter(
     ev_take, pr_take = pa.array(ev_order, pa.int64()), pa.array(pr_order, pa.int64())
     shuffled = kernel.window_aggregate(events.take(ev_take), probes.take(pr_take), requests)
     assert shuffled.equals(expected.take(pr_take))
+
+
+# ----------------------------------------------------------------------------- boundaries
+
+
+@KERNELS
+def test_an_event_at_exactly_t_is_excluded(kernel: WindowKernel) -> None:
+    got = assert_matches_reference(
+        kernel, one_key_events([10 * H], [5]), probes_at([10 * H]), every_op(H)
+    )
+    assert got.to_pydict() == EMPTY_WINDOW
+
+
+@KERNELS
+def test_an_event_at_exactly_t_minus_w_is_included(kernel: WindowKernel) -> None:
+    events = one_key_events([9 * H - 1, 9 * H, 10 * H - 1, 10 * H], [100, 7, 3, 50])
+    got = assert_matches_reference(kernel, events, probes_at([10 * H]), every_op(H))
+    assert got.to_pydict() == {
+        "count": [2],
+        "sum": [10],
+        "min": [3],
+        "max": [7],
+        "count_distinct": [2],
+    }
+
+
+@KERNELS
+def test_a_lifetime_window_has_no_lower_bound_but_keeps_the_strict_upper_one(
+    kernel: WindowKernel,
+) -> None:
+    events = one_key_events([0, H, 5 * H, 10 * H, 11 * H], [4, None, 4, 9, 1])
+    got = assert_matches_reference(kernel, events, probes_at([10 * H, 10 * H + 1]), every_op(None))
+    assert got.to_pydict() == {
+        "count": [2, 3],
+        "sum": [8, 17],
+        "min": [4, 4],
+        "max": [4, 9],
+        "count_distinct": [1, 2],
+    }

@@ -13,6 +13,9 @@ from tests.kernel_contract import (
     INT64_MAX,
     INT64_MIN,
     chunked,
+    every_op,
+    one_key_events,
+    probes_at,
 )
 from tests.kernel_contract import assert_matches_reference as check_against_reference
 
@@ -26,63 +29,6 @@ def assert_matches_reference(
 
 
 # ----------------------------------------------------------------------------- named cases
-
-H = 3_600_000_000
-
-
-def one_key_events(times: list[int], values: list[int | None]) -> pa.Table:
-    return pa.table(
-        {
-            KEY: pa.array([1] * len(times), pa.int64()),
-            "ts": pa.array(times, pa.int64()),
-            "v": pa.array(values, pa.int64()),
-        }
-    )
-
-
-def probes_at(times: list[int], key: int = 1) -> pa.Table:
-    return pa.table(
-        {KEY: pa.array([key] * len(times), pa.int64()), PROBE_TIME: pa.array(times, pa.int64())}
-    )
-
-
-def every_op(window: int | None) -> list[WindowRequest]:
-    return [WindowRequest(op.value, op, "v", "ts", window) for op in WindowOp]
-
-
-def test_an_event_at_exactly_t_is_excluded() -> None:
-    got = assert_matches_reference(one_key_events([10 * H], [5]), probes_at([10 * H]), every_op(H))
-    assert got.to_pydict() == {
-        "count": [0],
-        "sum": [0],
-        "min": [None],
-        "max": [None],
-        "count_distinct": [0],
-    }
-
-
-def test_an_event_at_exactly_t_minus_w_is_included() -> None:
-    events = one_key_events([9 * H - 1, 9 * H, 10 * H - 1], [100, 7, 3])
-    got = assert_matches_reference(events, probes_at([10 * H]), every_op(H))
-    assert got.to_pydict() == {
-        "count": [2],
-        "sum": [10],
-        "min": [3],
-        "max": [7],
-        "count_distinct": [2],
-    }
-
-
-def test_a_lifetime_window_has_no_lower_bound_but_keeps_the_strict_upper_one() -> None:
-    events = one_key_events([0, H, 5 * H, 10 * H, 11 * H], [4, None, 4, 9, 1])
-    got = assert_matches_reference(events, probes_at([10 * H, 10 * H + 1]), every_op(None))
-    assert got.to_pydict() == {
-        "count": [2, 3],
-        "sum": [8, 17],
-        "min": [4, 4],
-        "max": [4, 9],
-        "count_distinct": [1, 2],
-    }
 
 
 def test_probes_without_events_duplicates_and_all_null_windows() -> None:
