@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from daedalus.aggregation import KernelAggregator
 from daedalus.pit.kernel import WindowKernel, WindowRequest
 from daedalus.pit.spec import Engine
 from daedalus.ports import (
+    DayFunction,
+    DayRunnerPort,
     EmbeddingStorePort,
     EnricherPort,
     EnrichError,
@@ -25,6 +27,7 @@ from daedalus.ports import (
     SinkError,
     SinkPort,
 )
+from daedalus.ports import R as _R
 from tests.kernel_contract import reference_window_aggregate
 
 
@@ -162,3 +165,54 @@ class InMemorySink(SinkPort):
     def read_day(self, service: str, day: dt.date, *, limit: int | None = None) -> pa.Table:
         table = self.days[(service, day)][0]
         return table if limit is None else table.slice(0, limit)
+
+
+class OutOfOrderDayRunner(DayRunnerPort):
+    """A cluster runner's behaviour, in process: `in_flight` days are started (on_start) before
+    any of them runs, then they run and are yielded newest first. Records what it did:
+    `started` (in start order), `finished` (in yield order), `failed` (raised), `cancelled`
+    (started, never run: a day failed or the caller stopped reading)."""
+
+    name = "fake"
+
+    def __init__(self, in_flight: int = 2) -> None:
+        self.in_flight = in_flight
+        self.started: list[dt.date] = []
+        self.finished: list[dt.date] = []
+        self.failed: list[dt.date] = []
+        self.cancelled: list[dt.date] = []
+
+    def run(
+        self,
+        fn: DayFunction[_R],
+        days: Sequence[dt.date],
+        *,
+        on_start: Callable[[dt.date], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[_R]:
+        stop = should_stop or (lambda: False)
+        days = list(days)
+        for i in range(0, len(days), self.in_flight):
+            batch: list[dt.date] = []
+            for day in days[i : i + self.in_flight]:
+                if stop():
+                    break
+                if on_start is not None:
+                    on_start(day)
+                self.started.append(day)
+                batch.append(day)
+            pending = list(reversed(batch))
+            try:
+                while pending:
+                    day = pending.pop(0)
+                    try:
+                        result = fn(day, lambda: False)  # a remote day can't see the caller's flag
+                    except BaseException:
+                        self.failed.append(day)
+                        raise
+                    self.finished.append(day)
+                    yield result
+            finally:
+                self.cancelled.extend(pending)
+            if len(batch) < len(days[i : i + self.in_flight]):
+                return

@@ -1,11 +1,12 @@
-"""The core's ports: the roles adapters play (compute engine, embedding store, enricher, sink)."""
+"""The core's ports: the roles adapters play (compute engine, embedding store, enricher, sink,
+day runner, run store)."""
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import numpy as np
@@ -16,11 +17,14 @@ from daedalus.pit.spec import Engine, PitSpec
 
 __all__ = [
     "AggregatorPort",
+    "DayFunction",
+    "DayRunnerPort",
     "EmbeddingStorePort",
     "EnrichError",
     "EnrichResult",
     "EnricherPort",
     "PoolRequest",
+    "RunStorePort",
     "SinkError",
     "SinkPort",
     "StoreRef",
@@ -170,6 +174,49 @@ class SinkPort(abc.ABC):
     @abc.abstractmethod
     def read_day(self, service: str, day: dt.date, *, limit: int | None = None) -> pa.Table:
         """The rows of a committed day (the first `limit` rows if given)."""
+
+
+R = TypeVar("R")
+
+#: One day's work: `fn(day, cancelled) -> result`. `cancelled` is polled between the day's
+#: steps (it raises to stop); a runner that cannot reach the caller's flag passes one that is
+#: always False and cancels the day its own way.
+DayFunction = Callable[[dt.date, Callable[[], bool]], R]
+
+
+class DayRunnerPort(abc.ABC):
+    """Runs a day function over days: one after another in this process, or on a cluster.
+
+    The function must be picklable (a runner may ship it to other processes or machines) and
+    must publish each day atomically itself, so a day stopped half-way leaves nothing behind.
+    """
+
+    #: Recorded in each day's manifest and in the run summary ("local", "ray", ...).
+    name: str
+
+    def check(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
+        """Make sure days can run (e.g. connect to the cluster); raises before any write."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        fn: DayFunction[R],
+        days: Sequence[dt.date],
+        *,
+        on_start: Callable[[dt.date], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[R]:
+        """Run `fn` for every day and yield each result as soon as its day is done (not
+        necessarily in day order). At most a bounded number of days is in flight, so memory is
+        bounded by those days, not by the range.
+
+        `on_start(day)` is called (in the caller's thread) when a day is started or submitted.
+        `should_stop` is polled (in the caller's thread) between days and while waiting; when
+        it returns True the runner stops starting days, cancels those in flight and the
+        iterator ends early. An exception of a day propagates (the original exception, not a
+        wrapper) after the days still in flight were cancelled. Closing the iterator early
+        cancels the days in flight too.
+        """
 
 
 class RunStorePort(abc.ABC):

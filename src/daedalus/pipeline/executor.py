@@ -19,14 +19,23 @@ import daedalus
 from daedalus.catalog.dtypes import parse_dtype
 from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
 from daedalus.pipeline.operators import Operator, OperatorPipeline, OpKind
+from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.compute import PitReport
 from daedalus.pit.sources import expand_paths, read_source
 from daedalus.pit.spec import AsOfSpec, PitSpec, SourceSpec, specs_for_view
-from daedalus.ports import AggregatorPort, EnricherPort, PoolRequest, SinkPort, StoreRef
+from daedalus.ports import (
+    AggregatorPort,
+    DayRunnerPort,
+    EnricherPort,
+    PoolRequest,
+    SinkPort,
+    StoreRef,
+)
 
 __all__ = [
     "Cancelled",
     "DayResult",
+    "DayTask",
     "PipelineError",
     "Plan",
     "RunSummary",
@@ -81,6 +90,7 @@ class RunSummary:
     out_dir: str
     days: tuple[DayResult, ...]
     seconds: float
+    runner: str = "local"
 
     @property
     def written(self) -> int:
@@ -98,6 +108,7 @@ class RunSummary:
         return {
             "service": self.service,
             "engine": self.engine,
+            "runner": self.runner,
             "out_dir": self.out_dir,
             "days_written": self.written,
             "days_skipped": self.skipped,
@@ -233,20 +244,26 @@ def run_pipeline(
     force: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    runner: DayRunnerPort | None = None,
 ) -> RunSummary:
     """Train `pipeline` for every day from `start` to `end` (both included).
 
     Before any write it checks the dates, that every source and the spine have files, that the
-    embedding stores can serve the requests, and that the output belongs to this service; any
-    failure raises (PipelineError, PitError, EnrichError, SinkError) with nothing written.
-    Then, day by day: a day whose manifest still matches (same contract, definitions, inputs and
-    store versions) is skipped unless `force`; otherwise the spine rows of `[D, D+1)` are joined
-    and aggregated, enriched, checked against the resolved schema and published atomically.
-    `on_event` receives progress events; `should_cancel` is polled between steps and raises
-    Cancelled, leaving no partial day.
+    embedding stores can serve the requests, that the runner can run days (a cluster runner
+    connects) and that the output belongs to this service; any failure raises (PipelineError,
+    PitError, EnrichError, SinkError, ...) with nothing written.
+    Then a day whose manifest still matches (same contract, definitions, inputs and store
+    versions) is skipped unless `force`; every other day is handed to `runner` (default: one
+    after another in this process; a cluster runner runs several at once elsewhere), which
+    joins and aggregates the spine rows of `[D, D+1)`, enriches them, checks them against the
+    resolved schema and publishes the day atomically. The first day that fails stops the run
+    (days in flight are cancelled, none is left half-written) and its error propagates.
+    `on_event` receives progress events, always in this thread; `should_cancel` is polled
+    between steps and raises Cancelled, leaving no partial day.
     """
     emit = on_event or (lambda _event: None)
     cancelled = should_cancel or (lambda: False)
+    runner = runner or LocalDayRunner()
     days = day_range(start, end)
     if aggregator.engine.value != pipeline.engine:
         raise PipelineError(
@@ -254,6 +271,7 @@ def run_pipeline(
         )
     plan = Plan(pipeline, catalog, Path(workspace))
     identity = current_identity(plan, enricher)
+    runner.check()
     sink.claim(pipeline.service)
     emit(
         {
@@ -261,35 +279,84 @@ def run_pipeline(
             "service": pipeline.service,
             "days": len(days),
             "engine": pipeline.engine,
+            "runner": runner.name,
         }
     )
     started = time.perf_counter()
     results: list[DayResult] = []
+    todo: list[dt.date] = []
     for day in days:
         if cancelled():
             raise Cancelled(f"cancelled before {day}")
         previous = sink.read_manifest(pipeline.service, day)
-        if (
-            not force
-            and previous is not None
-            and all(previous.get(k) == v for k, v in identity.items())
-        ):
+        if not force and is_current(previous, identity):
+            assert previous is not None
             results.append(DayResult(day, "skipped", int(previous.get("rows", 0)), 0.0))
             emit({"event": "day_skipped", "day": day.isoformat()})
-            continue
-        emit({"event": "day_started", "day": day.isoformat()})
-        result = _run_day(plan, day, identity, aggregator, enricher, sink, cancelled)
-        results.append(result)
-        emit({"event": "day_done", **result.to_dict()})
+        else:
+            todo.append(day)
+    task = DayTask(plan, identity, aggregator, enricher, sink, runner.name)
+    done: set[dt.date] = set()
+    outcomes = runner.run(
+        task,
+        todo,
+        on_start=lambda day: emit({"event": "day_started", "day": day.isoformat()}),
+        should_stop=cancelled,
+    )
+    try:
+        for result in outcomes:
+            results.append(result)
+            done.add(result.day)
+            emit({"event": "day_done", **result.to_dict()})
+            if cancelled() and len(done) < len(todo):
+                break
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:  # leaving early (error, cancel) stops the days in flight
+            close()
+    if len(done) < len(todo):
+        first = min(d for d in todo if d not in done)
+        if cancelled():
+            raise Cancelled(f"cancelled before {first}")
+        raise RuntimeError(f"the {runner.name} day runner stopped before {first} was done")
     summary = RunSummary(
         pipeline.service,
         pipeline.engine,
         sink.location(pipeline.service),
-        tuple(results),
+        tuple(sorted(results, key=lambda r: r.day)),
         time.perf_counter() - started,
+        runner.name,
     )
     emit({"event": "run_done", **summary.to_dict()})
     return summary
+
+
+@attrs.frozen(eq=False)
+class DayTask:
+    """One day's work, with everything it needs: what a day runner ships to where days run.
+
+    Picklable as long as the adapters are (they hold settings, not connections), so a cluster
+    runner can send it to other processes. `runner` is recorded in each day's manifest.
+    """
+
+    plan: Plan
+    identity: dict[str, Any]
+    aggregator: AggregatorPort
+    enricher: EnricherPort | None
+    sink: SinkPort
+    runner: str = "local"
+
+    def __call__(self, day: dt.date, cancelled: Callable[[], bool]) -> DayResult:
+        return _run_day(
+            self.plan,
+            day,
+            self.identity,
+            self.aggregator,
+            self.enricher,
+            self.sink,
+            cancelled,
+            runner=self.runner,
+        )
 
 
 def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
@@ -322,6 +389,8 @@ def _run_day(
     enricher: EnricherPort | None,
     sink: SinkPort,
     cancelled: Callable[[], bool],
+    *,
+    runner: str = "local",
 ) -> DayResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -365,6 +434,7 @@ def _run_day(
             "day": day.isoformat(),
             "rows": table.num_rows,
             "engine": plan.pipeline.engine,
+            "runner": runner,
             "report": report.to_dict(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "daedalus_version": daedalus.__version__,
