@@ -49,7 +49,7 @@ from daedalus.ports import (
     StoreRef,
 )
 
-__all__ = ["RayLanceEnricher", "output_schema", "pool"]
+__all__ = ["RayLanceEnricher", "ensure_ray", "output_schema", "pool"]
 
 #: CPUs a locally started Ray may claim (small machines: leave the rest of the box usable).
 LOCAL_NUM_CPUS = 2
@@ -254,8 +254,12 @@ def _drop_token_notice(record: logging.LogRecord) -> bool:
     return "Token authentication is enabled" not in record.getMessage()
 
 
-def _ensure_ray(address: str | None) -> None:
-    """Start (or connect to) Ray once per process; reuse a session someone else started."""
+def ensure_ray(address: str | None) -> None:
+    """Start (or connect to) Ray once per process; reuse a session someone else started.
+
+    Inside a Ray task or actor Ray is already initialised: the day runner's tasks enrich on
+    the cluster that runs them.
+    """
     global _ray_started_here
     with _ray_lock:
         if ray.is_initialized():
@@ -455,7 +459,7 @@ class RayLanceEnricher(EnricherPort):
         sink = _OrderedParquetSink(dest_dir, schema, token, self.min_rows_per_file)
         try:
             if metadata.num_rows:
-                _ensure_ray(self.address)
+                ensure_ray(self.address)
                 with _data_context(self._block_bytes(metadata, requests)):
                     ds = ray.data.read_parquet(
                         source,
