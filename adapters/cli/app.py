@@ -79,6 +79,10 @@ def _application(workspace: Path | None, catalog: Path | None, **kw: Any) -> Any
 # Where --json output goes: the real stdout, kept aside while a command runs with stdout pointed
 # at stderr, so that nothing a library prints (Ray's notices, say) can corrupt the JSON.
 _json_out: list[TextIO] = []
+# The process's real stdout when `main` has pointed file descriptor 1 at stderr for a --json
+# command (Ray's driver threads print raylet notices to sys.stdout at any moment, even between
+# the command's end and the process's exit).
+_real_stdout: list[TextIO] = []
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -86,6 +90,7 @@ def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
         print(
             jsonlib.dumps(data, indent=2, default=str),
             file=_json_out[-1] if _json_out else sys.stdout,
+            flush=True,
         )
     else:
         human(data)
@@ -94,7 +99,7 @@ def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 def _run(action: Callable[[], int], debug: bool, as_json: bool) -> int:
     """Run a command body; turn errors into located messages on stderr and an exit code."""
     if as_json:
-        _json_out.append(sys.stdout)
+        _json_out.append(_real_stdout[-1] if _real_stdout else sys.stdout)
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 return _guarded(action, debug, True)
@@ -333,8 +338,18 @@ def service_schema(
 
 def main() -> None:
     """Console-script entry point."""
+    if "--json" in sys.argv[1:]:
+        # Only the JSON goes to the real stdout (a duplicate of fd 1); fd 1 itself, and with it
+        # sys.stdout and native writes, points at stderr for the rest of the process.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            real = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+            os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+            _real_stdout.append(real)
     code = app()
-    sys.stdout.flush()
+    for stream in (*_real_stdout, sys.stdout):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     # Whatever libraries print while the process winds down (Ray's exit notices, from Python or
     # from native threads) goes to stderr: stdout holds the command's output alone, so `--json`
     # output stays parseable.
@@ -421,8 +436,16 @@ def _pipeline(
     out: Path | None = None,
     engine: str | None = None,
     ray_address: str | None = None,
+    ray_days_in_flight: int | None = None,
 ) -> Any:
-    return _application(workspace, catalog, out_dir=out, engine=engine, ray_address=ray_address)
+    return _application(
+        workspace,
+        catalog,
+        out_dir=out,
+        engine=engine,
+        ray_address=ray_address,
+        ray_days_in_flight=ray_days_in_flight,
+    )
 
 
 @pipeline_app.command(name="compile")
@@ -477,14 +500,29 @@ def pipeline_train(
     catalog: Catalog = None,
     force: bool = False,
     ray_address: Annotated[
-        str | None, Parameter(help="Run enrichment on this Ray cluster (env RAY_ADDRESS).")
+        str | None,
+        Parameter(
+            help="Run the days, and their enrich batches, as tasks on this Ray cluster "
+            "(host:port, auto or ray://host:port; env RAY_ADDRESS). The workspace and --out must "
+            "be on storage every node sees at the same path. Without it, days run one after "
+            "another in this process and enrich on a local Ray."
+        ),
+    ] = None,
+    ray_days_in_flight: Annotated[
+        int | None,
+        Parameter(
+            help="With --ray-address: days run at once on the cluster (default: half its CPUs, "
+            "at least 1; env DAEDA_RAY_DAYS_IN_FLIGHT)."
+        ),
     ] = None,
     json: Json = False,
     debug: Debug = False,
 ) -> int:
     """Train a feature service: one point-in-time-correct parquet day per date, atomically.
 
-    Days whose manifest still matches are skipped (use --force to recompute them).
+    Days whose manifest still matches are skipped (use --force to recompute them). With
+    --ray-address the other days run on that Ray cluster, several at once; each day's manifest
+    records the runner ("local" or "ray"), and so does the summary.
 
     Example: daeda pipeline train feed_ranking --workspace demo --start 2026-10-02 --end 2026-10-08
 
@@ -501,7 +539,7 @@ def pipeline_train(
     """
 
     def body() -> int:
-        application = _pipeline(workspace, catalog, out, engine, ray_address)
+        application = _pipeline(workspace, catalog, out, engine, ray_address, ray_days_in_flight)
         job = _train(application, service, start, end, engine, force, progress=not json)
         if job["state"] != "succeeded":
             error = job.get("error") or {"kind": "internal", "message": "the job did not finish"}
@@ -556,7 +594,8 @@ def _train(
 
 def _print_summary(d: dict[str, Any]) -> None:
     print(
-        f"{d['service']} [{d['engine']}]: {d['days_written']} day(s) written, "
+        f"{d['service']} [{d['engine']}, {d.get('runner', 'local')}]: "
+        f"{d['days_written']} day(s) written, "
         f"{d['days_skipped']} skipped, {d['rows']:,} rows in {d['seconds']:.1f}s"
     )
     print(f"dataset: {d['out_dir']}/dt=*/part-*.parquet")

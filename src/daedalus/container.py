@@ -46,6 +46,15 @@ def _load_catalog(directory: Path) -> FeatureCatalog:
     return FeatureCatalog.from_yaml_dir(directory)
 
 
+def _day_runner(address: str | None, days_in_flight: int | None) -> Any:
+    """Days on the Ray cluster at `address` when one is given, else one after another here."""
+    if address is None:
+        return _build("daedalus.pipeline.runner:LocalDayRunner")
+    return _build(
+        "daedalus.adapters.lance_ray.days:RayDayRunner", address, max_in_flight=days_in_flight
+    )
+
+
 _AGGREGATORS = {
     "duckdb": "daedalus.adapters.duckdb.aggregator:DuckDBAggregator",
     "polars": "daedalus.adapters.polars.aggregator:PolarsAggregator",
@@ -82,6 +91,8 @@ class Container(containers.DeclarativeContainer):
         "daedalus.adapters.lance_ray.enricher:RayLanceEnricher",
         address=config.ray_address,
     )
+    # Chosen by settings.ray_address: the Ray runner (and Ray) is only imported when asked for.
+    day_runner = providers.Singleton(_day_runner, config.ray_address, config.ray_days_in_flight)
     open_store = providers.Object(
         _lazy("daedalus.adapters.lance_ray.store:LanceEmbeddingStore.open")
     )
@@ -99,6 +110,7 @@ class Container(containers.DeclarativeContainer):
         enricher=enricher.provider,
         open_store=open_store,
         default_engine=config.engine,
+        day_runner=day_runner.provider,
     )
     demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
 
@@ -126,6 +138,7 @@ def build_container(settings: Settings) -> Container:
             "engine": settings.engine,
             "sink": "parquet",
             "ray_address": settings.ray_address,
+            "ray_days_in_flight": settings.ray_days_in_flight,
             "run_store_path": settings.workspace / ".daedalus" / "runs.sqlite",
         }
     )

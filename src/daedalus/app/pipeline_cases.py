@@ -23,10 +23,12 @@ from daedalus.pipeline.executor import (
     run_pipeline,
 )
 from daedalus.pipeline.operators import OperatorPipeline
+from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.errors import PitError
 from daedalus.pit.spec import Engine
 from daedalus.ports import (
     AggregatorPort,
+    DayRunnerPort,
     EmbeddingStorePort,
     EnricherPort,
     EnrichError,
@@ -86,6 +88,7 @@ class PipelineCases:
         enricher: Callable[[], EnricherPort],
         open_store: Callable[[StoreRef], EmbeddingStorePort],
         default_engine: str = "duckdb",
+        day_runner: Callable[[], DayRunnerPort] = LocalDayRunner,
     ) -> None:
         self.workspace = workspace
         self.catalog_cases = catalog_cases
@@ -94,6 +97,7 @@ class PipelineCases:
         self._enricher = enricher
         self._open_store = open_store
         self.default_engine = default_engine
+        self._day_runner = day_runner
 
     def _engine(self, engine: str | None) -> str:
         value = engine or self.default_engine
@@ -157,6 +161,7 @@ class PipelineCases:
                 force=force,
                 on_event=on_event,
                 should_cancel=should_cancel,
+                runner=self._day_runner(),
             )
         return summary.to_dict()
 
@@ -180,6 +185,7 @@ class PipelineCases:
                         "day": day.isoformat(),
                         "rows": manifest.get("rows"),
                         "engine": manifest.get("engine"),
+                        "runner": manifest.get("runner"),
                         "written_at": manifest.get("written_at"),
                         "current": None if identity is None else is_current(manifest, identity),
                     }

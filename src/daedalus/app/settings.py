@@ -1,4 +1,5 @@
-"""Where things are: the workspace, the catalog directory, the output directory, the engine."""
+"""Where things are: the workspace, the catalog directory, the output directory, the engine,
+and the Ray cluster (if any) that runs the training days."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import attrs
+
+from daedalus.app.errors import AppError
 
 __all__ = ["Settings"]
 
@@ -16,6 +19,9 @@ class Settings:
 
     `workspace` is where sources live: source paths in the YAML are relative to it. `out_dir`
     defaults to `<workspace>/out`. Every path a request names must stay inside `workspace`.
+    `ray_address`: a Ray cluster that runs the training days and their enrich batches (None:
+    days run one after another in this process, enrich on a local Ray). `ray_days_in_flight`:
+    how many days may run on that cluster at once (None: half its CPUs, at least 1).
     """
 
     workspace: Path = attrs.field(converter=lambda p: Path(p).resolve())
@@ -23,6 +29,16 @@ class Settings:
     out_dir: Path = attrs.field(converter=lambda p: Path(p).resolve())
     engine: str = "duckdb"
     ray_address: str | None = None
+    ray_days_in_flight: int | None = attrs.field(default=None)
+
+    @ray_days_in_flight.validator
+    def _check_in_flight(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and value < 1:
+            raise AppError(
+                "invalid_argument",
+                f"days in flight on Ray must be at least 1, got {value}",
+                {"field": "ray_days_in_flight"},
+            )
 
     @classmethod
     def from_env(
@@ -33,8 +49,9 @@ class Settings:
         out_dir: str | Path | None = None,
         engine: str | None = None,
         ray_address: str | None = None,
+        ray_days_in_flight: int | None = None,
     ) -> Settings:
-        """Flags first, then DAEDA_* environment variables, then defaults."""
+        """Flags first, then DAEDA_* environment variables (and RAY_ADDRESS), then defaults."""
         ws = Path(workspace or os.environ.get("DAEDA_WORKSPACE") or ".")
         cat = catalog_dir or os.environ.get("DAEDA_CATALOG")
         if cat is None:
@@ -46,13 +63,28 @@ class Settings:
             out_dir=Path(out),
             engine=engine or os.environ.get("DAEDA_ENGINE") or "duckdb",
             ray_address=ray_address or os.environ.get("RAY_ADDRESS") or None,
+            ray_days_in_flight=ray_days_in_flight or _int_env("DAEDA_RAY_DAYS_IN_FLIGHT"),
         )
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, str | int | None]:
         return {
             "workspace": str(self.workspace),
             "catalog_dir": str(self.catalog_dir),
             "out_dir": str(self.out_dir),
             "engine": self.engine,
             "ray_address": self.ray_address,
+            "ray_days_in_flight": self.ray_days_in_flight,
         }
+
+
+def _int_env(name: str) -> int | None:
+    """An integer environment variable, None when unset or empty; AppError naming it if bad."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise AppError(
+            "invalid_argument", f"{name} must be an integer, got {text!r}", {"field": name}
+        ) from None
