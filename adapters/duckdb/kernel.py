@@ -2,25 +2,27 @@
 
 How it computes, per time column (details in `_time_column`):
 
-- COUNT and SUM are invertible, so a window is a difference of two prefix sums. The events and
-  one "bound" row per probe and bound (`t`, and `t - w` for each distinct finite window) go
-  through ONE partitioned window pass of cumulative sums, and a pivot by probe id takes the
-  differences. Times are doubled and bounds put at odd values (see `_TimeFrame`), so a bound
-  sorts strictly between the events before it and those at its own time: its prefix holds
-  exactly the events with time < bound.
-- A DuckDB window aggregate costs about the same whatever it sums, so all the count and sum
-  prefixes are packed into a few HUGEINT "words" of bit fields whose widths are proven from the
-  data (most events of one key times the largest magnitude). Integer addition never lets a
-  field spill into its neighbour, so unpacking is exact: e.g. 4 counts and 3 limb sums take 2
-  cumulative aggregates instead of 7.
-- MIN, MAX and COUNT_DISTINCT are not invertible: a second pass sorts the events and the probes
-  the same way and evaluates each window as a ROWS frame ending at the probe, whose length (the
-  number of rows in the window) the first pass counted with one more packed field.
+- Times go on a doubled axis (see `_TimeFrame`): an event at T sits at 2T, so a probe's bounds
+  can sit at odd values or exactly on an event, which makes every strict and non-strict bound
+  of the contract a plain `<`.
+- COUNT and SUM are invertible: a window is a difference of two prefix sums. ONE window pass
+  computes every count and sum prefix of every event (`PARTITION BY key ORDER BY time` with the
+  default RANGE frame, so events at one time share a prefix), and ONE `ASOF JOIN` reads, for
+  each probe and bound (`t`, and `t - w` for each distinct finite window), the prefix of the
+  last event strictly before the bound. Lifetime MIN and MAX are cumulative too (a prefix MIN
+  read at `t`), in the same pass.
+- Finite-window MIN, MAX and COUNT_DISTINCT are not invertible: a second pass sorts events and
+  probes together and evaluates each window as a ROWS frame ending at the probe; the frame's
+  length (events and other probes inside the window) comes from the first pass, which then
+  also counts the probe rows. ROWS, not RANGE, frames: DuckDB binary-searches the start of a
+  RANGE frame for every row, and on a hot key with millions of events each search misses the
+  cache (measured: 5-10x a ROWS frame).
 - Events that no probe can see (keys nobody asks for, events after a key's last probe or before
   its first probe's longest window) are dropped before any window pass.
-- Every probe carries its row id; results are put back in the probes' order with an Arrow take.
+- Every probe carries its row id; results are put back in the probes' order by id.
 
-Everything is integer arithmetic (HUGEINT where an intermediate could leave int64), so results
+Everything is integer arithmetic (HUGEINT where a prefix could leave int64, then wrapped to
+int64: the difference of wrapped prefixes is exact when the window's own sum fits), so results
 do not depend on row order, thread count or partitioning.
 """
 
@@ -39,9 +41,6 @@ from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowR
 
 __all__ = ["DuckDBKernel"]
 
-#: Bits of fields per packed HUGEINT word: every prefix and window value of a word, and the
-#: word with its bias added, then stays inside the signed 128-bit range.
-_WORD_BITS = 126
 #: Times are shifted to [0, span] and doubled (see `_TimeFrame`); BIGINT holds every order value
 #: and frame bound while the span is at most this, beyond it the kernel orders by HUGEINT.
 _BIGINT_SPAN = 2**60
@@ -166,13 +165,12 @@ def _huge(value: int) -> str:
 
 @attrs.define
 class _Run:
-    """One `window_aggregate` call: its connection, inputs and lazily computed statistics."""
+    """One `window_aggregate` call: its connection, inputs and the probes' time range."""
 
     con: duckdb.DuckDBPyConnection
     events: pa.Table
     n: int  # number of probes
     probe_times: tuple[int, int]
-    _most_per_key: int | None = None
 
     def frame(self, time: str) -> _TimeFrame:
         event_times = _min_max(self.events[time])
@@ -186,33 +184,16 @@ class _Run:
             reach=self.probe_times[1] - event_times[0],
         )
 
-    def most_per_key(self) -> int:
-        """The largest number of events of one key: it bounds every per-key prefix count."""
-        if self._most_per_key is None:
-            sql = f"SELECT max(c) FROM (SELECT count(*) AS c FROM ev GROUP BY {_quote(KEY)})"
-            self._most_per_key = int(self.con.execute(sql).fetchall()[0][0])
-        return self._most_per_key
-
-    def in_probe_order(
-        self, table: pa.Table, requests: Sequence[WindowRequest], out: dict[str, pa.Array]
-    ) -> None:
-        """Store the columns q0, q1, ... of a pass's result, one row per probe id, in `out`."""
-        ids = table["rid"].combine_chunks().to_numpy()
-        index = np.empty(self.n, dtype=np.int64)
-        index[ids] = np.arange(len(ids), dtype=np.int64)
-        order = pa.array(index)
-        for i, r in enumerate(requests):
-            out[r.output] = table[f"q{i}"].take(order).combine_chunks()
-
 
 @attrs.frozen
 class _TimeFrame:
     """How one time column is put on the SQL order axis.
 
     Times are shifted by `base` (so they are >= 0 and no bound overflows) and doubled: an event
-    at time T sits at 2T and a probe bound b at 2b - 1. A bound then sorts strictly after the
-    events before it and strictly before the events at its own time, which is the contract's
-    strict upper bound, and never ties with an event.
+    at time T sits at 2T. A probe's row sits at 2t - 1, between the events before t and those
+    at t. The prefix read for the bound at t is that of the rows below 2t - 1 (events before
+    t, probes before t); for the bound of a window w it is that of the rows below 2(t - w)
+    (events before t - w, probes at or before t - w).
     """
 
     time: str  # the events' time column
@@ -227,9 +208,11 @@ class _TimeFrame:
         """SQL for the order value of the event `e`."""
         return f"(e.{_quote(self.time)}::{self.time_sql} - {self.literal(self.base)}) * 2"
 
-    def probe(self) -> str:
-        """SQL for the order value of the probe `p`'s bound at t."""
-        return f"(p.{_quote(PROBE_TIME)}::{self.time_sql} - {self.literal(self.base)}) * 2 - 1"
+    def probe(self, minus: str = "1") -> str:
+        """SQL for the order value of the probe `p`'s row (2t - 1), or 2t minus `minus`."""
+        return (
+            f"(p.{_quote(PROBE_TIME)}::{self.time_sql} - {self.literal(self.base)}) * 2 - {minus}"
+        )
 
     def effective(self, window_us: int | None) -> int | None:
         """The window with the same result for every probe: None (lifetime), 0 (empty) or w > 0."""
@@ -258,95 +241,65 @@ class _TimeFrame:
         return f"ev AS e JOIN kr ON e.{_quote(KEY)} = kr.kr_key WHERE {where}"
 
 
-@attrs.frozen
-class _Field:
-    """A bit field of a packed HUGEINT word: bits [shift, shift + bits) of word `word`.
+_TWO64 = 2**64
+_TWO63 = 2**63
 
-    A signed field holds its value plus 2**(bits - 1) once the word's bias is added.
+
+def _wrapped(value: str) -> str:
+    """SQL turning a HUGEINT into the BIGINT equal to it modulo 2**64 (two's complement wrap)."""
+    m = _huge(_TWO64)
+    y = f"((({value}) % {m} + {m}) % {m})"
+    return f"({y} - CASE WHEN {y} >= {_huge(_TWO63)} THEN {m} ELSE {_huge(0)} END)::BIGINT"
+
+
+def _key_coded(op: WindowOp, value: str) -> str:
+    """A HUGEINT whose order is (key, value) for MAX, (key, -value) for MIN, of the row `u`.
+
+    In the global (key, time) order a cumulative MAX of it is, at a row of key k, the largest
+    (or smallest) value among k's rows so far: rows of smaller keys have smaller codes.
     """
-
-    word: int
-    shift: int
-    bits: int
-    signed: bool
-
-    @property
-    def bias(self) -> int:
-        return 1 << (self.shift + self.bits - 1) if self.signed else 0
+    shifted = (
+        f"({value}::HUGEINT + {_huge(_TWO63)})"
+        if op == WindowOp.MAX
+        else f"({_huge(_TWO63 - 1)} - {value}::HUGEINT)"
+    )
+    return f"u.k::HUGEINT * {_huge(_TWO64)} + {shifted}"
 
 
-#: A packed field is named by (column, op); the rows-in-frame count of pass 2 by (None, COUNT).
-_Name = tuple[str | None, WindowOp]
-_Fields = dict[_Name, _Field]
-_MEMBERS: _Name = (None, WindowOp.COUNT)
-
-
-def _pack(widths: dict[_Name, tuple[int, bool]]) -> _Fields:
-    """Assign fields to words, first fit by decreasing width (fewer words, fewer aggregates)."""
-    used: list[int] = []
-    fields: _Fields = {}
-    for name, (bits, signed) in sorted(widths.items(), key=lambda i: (-i[1][0], str(i[0]))):
-        word = next((i for i, taken in enumerate(used) if taken + bits <= _WORD_BITS), len(used))
-        if word == len(used):
-            used.append(0)
-        fields[name] = _Field(word, used[word], bits, signed)
-        used[word] += bits
-    return fields
-
-
-def _words(fields: _Fields) -> int:
-    return 1 + max(f.word for f in fields.values())
-
-
-def _layout(
-    run: _Run, requests: Sequence[WindowRequest], magnitude: dict[str, int], members: bool
-) -> _Fields:
-    """The packed fields of COUNT and SUM requests (and pass 2's row count), proven wide enough.
-
-    A count field is unsigned and at most the most events of one key; a sum field is signed and
-    at most that times the column's largest magnitude; the row count at most that plus the
-    probes. Bounding by all the events is free, the per-key bound costs a GROUP BY over the
-    events: worth it only when it can save a word, i.e. a cumulative aggregate.
-    """
-
-    def layout(most: int) -> _Fields:
-        widths: dict[_Name, tuple[int, bool]] = {
-            (r.column, r.op): (
-                (most.bit_length(), False)
-                if r.op == WindowOp.COUNT
-                else ((most * magnitude[r.column]).bit_length() + 1, True)
-            )
-            for r in requests
-        }
-        if members:
-            widths[_MEMBERS] = ((most + run.n).bit_length(), False)
-        return _pack(widths)
-
-    fields = layout(run.events.num_rows)
-    if _words(fields) > _words(layout(1)):
-        fields = layout(run.most_per_key())
-    return fields
+def _key_decoded(op: WindowOp, coded: str, key: str) -> str:
+    """The value of a `_key_coded` MAX read at a bound of key `key`; NULL if not of that key."""
+    start = f"{key}::HUGEINT * {_huge(_TWO64)}"
+    offset = f"({coded} - {start})"  # in [0, 2**64) on the THEN branch only
+    value = (
+        f"({offset} - {_huge(_TWO63)})"
+        if op == WindowOp.MAX
+        else f"({_huge(_TWO63 - 1)} - {offset})"
+    )
+    return f"CASE WHEN {coded} >= {start} THEN {value}::BIGINT END"
 
 
 def _time_column(
     run: _Run, frame: _TimeFrame, requests: Sequence[WindowRequest]
 ) -> dict[str, pa.Array]:
-    """Every request on one time column, in one or two window passes.
+    """Every request on one time column, in one or two passes (see the module docstring).
 
-    Pass 1 sorts the visible events and one bound row per probe and bound (`t`, and `t - w` for
-    each distinct finite window) by (key, time, bound id) and computes packed prefix sums at
-    the bound rows; a pivot by probe gives each window's packed difference. Besides the COUNT
-    and SUM fields, a packed "members" count counts the rows of pass 2 (the events and each
-    probe's own row), so the difference tells how many of them each finite window holds.
+    The visible events are copied once into a temp table `ve` (key, doubled time, values).
 
-    Pass 2 (MIN, MAX and COUNT_DISTINCT) sorts just those rows the same way, and each window is
-    a ROWS frame of that many rows ending at the probe's row. Why not RANGE frames: DuckDB
-    binary-searches the start of a RANGE frame for every row, and on a hot key with millions
-    of events each search misses the cache (measured: ~3 us per row and aggregate on a key of
-    2M events, 5-10x a ROWS frame); a ROWS frame of given length needs no search.
+    Pass 1 is ONE window pass over `ve`, in the global (key, time) order with the default RANGE
+    frame (rows at one time share their prefix), plus one sentinel row per probed key below
+    every time, so that the last row before any bound of a probe is always one of its key: the
+    global prefix there minus the global prefix at another bound is the window's value. An
+    ASOF JOIN reads the prefixes at each probe's bounds. Lifetime MIN/MAX are a cumulative MAX
+    of a (key, value) code. When pass 2 is needed, pass 1 also runs over the probe rows and
+    counts the rows (events and probes) below each bound: a window's ROWS frame length.
+
+    Pass 2 sorts `ve` and the probe rows by (key, time, probe id) and evaluates each MIN, MAX
+    and COUNT_DISTINCT as a ROWS frame of that length ending at the probe's row; frames never
+    leave the key, so no partitioning is needed.
     """
+    n = run.n
     windows = {r.output: frame.effective(r.window_us) for r in requests}
-    out = {r.output: _constant(r.op, run.n) for r in requests if windows[r.output] == _EMPTY}
+    out = {r.output: _constant(r.op, n) for r in requests if windows[r.output] == _EMPTY}
     # Windows of an all-null column, and sums of an all-zero one, are constants. (Arrow keeps
     # null counts: counts need no pass over the column.)
     magnitude: dict[str, int] = {}
@@ -356,127 +309,152 @@ def _time_column(
     for r in requests:
         values = run.events[r.column]
         if values.null_count == len(values) or (r.op == WindowOp.SUM and not magnitude[r.column]):
-            out.setdefault(r.output, _constant(r.op, run.n))
+            out.setdefault(r.output, _constant(r.op, n))
     live = [r for r in requests if r.output not in out]
-    summed = [r for r in live if r.op in _INVERTIBLE]
-    framed = [r for r in live if r.op not in _INVERTIBLE]
     if not live:
         return out
-
-    # Slot 0 is the bound at t, slot i >= 1 the bound at t - w_i. Bound rows sort among
-    # themselves by their id rs = rid * n_slots + slot, and never tie with an event, so every
-    # prefix at a bound row is well defined and pass 2 sees its rows in pass 1's order.
+    lifetime_minmax = [
+        r for r in live if r.op in (WindowOp.MIN, WindowOp.MAX) and windows[r.output] is None
+    ]
+    summed = [r for r in live if r.op in _INVERTIBLE]
+    framed = [r for r in live if r not in summed and r not in lifetime_minmax]
     finite = sorted({w for r in live if (w := windows[r.output]) is not None})
-    slot_of: dict[int | None, int] = {None: 0} | {w: i + 1 for i, w in enumerate(finite)}
-    n_slots = 1 + len(finite)
+    slot_of: dict[int | None, int] = {w: i + 1 for i, w in enumerate(finite)}
+    needs_start = any(windows[r.output] is None for r in summed + framed)
+    if needs_start:
+        slot_of[None] = len(finite) + 1  # the bound just above the key's sentinel
+    n_slots = 1 + len(slot_of)
+    lengths = sorted({slot_of[windows[r.output]] for r in framed})
+
+    columns = sorted({r.column for r in live})
+    alias = {c: f"v{i}" for i, c in enumerate(columns)}
+    event_values = "".join(f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns)
     visible = frame.visible_events([windows[r.output] for r in live])
-    over = "PARTITION BY k ORDER BY t, rs"
+    run.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE ve AS "
+        f"SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t2{event_values} FROM {visible}"
+    )
+    sentinel = -(2**62) if frame.time_sql == "BIGINT" else -(2**126)
 
-    def union(
-        event_cols: Sequence[str], bound_cols: Sequence[str], probes: str, w: Sequence[int]
-    ) -> str:
-        event_extra = "".join(f", {c}" for c in event_cols)
-        bound_extra = "".join(f", {c}" for c in bound_cols)
-        bounds = ", ".join(f"({slot}, {frame.literal(2 * x)})" for slot, x in enumerate(w))
-        return f"""
-            SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t, NULL::BIGINT AS rs{event_extra}
-            FROM {visible}
-            UNION ALL
-            SELECT p.{_quote(KEY)}, {frame.probe()} - b.w, p.rid * {n_slots} + b.slot{bound_extra}
-            FROM {probes} CROSS JOIN (VALUES {bounds}) AS b(slot, w)"""
-
-    # -- pass 1: packed prefix sums at the bound rows, pivoted by probe
-    lengths = {slot_of[w] for r in framed if (w := windows[r.output]) is not None}
-    if summed or lengths:
-        fields = _layout(run, summed, magnitude, members=bool(lengths))
-        n_words = _words(fields)
-        terms: list[list[str]] = [[] for _ in range(n_words)]
-        for (column, op), field in fields.items():
-            if column is None:  # pass 2's row count: 1 per event
-                value = "1::HUGEINT"
-            elif op == WindowOp.COUNT:
-                value = f"(e.{_quote(column)} IS NOT NULL)::HUGEINT"
-            else:
-                value = f"coalesce(e.{_quote(column)}, 0)::HUGEINT"
-            # A multiplication, not a shift: DuckDB refuses to left-shift negative numbers.
-            terms[field.word].append(
-                f"{value} * {_huge(1 << field.shift)}" if field.shift else value
-            )
-        bound_words = ["NULL::HUGEINT"] * n_words
-        if lengths:  # and 1 per probe's own row
-            member = fields[_MEMBERS]
-            bound_words[member.word] = f"CASE b.slot WHEN 0 THEN {_huge(1 << member.shift)} END"
-        prefixes = ", ".join(
-            f"sum(w{j}) OVER ({over} ROWS UNBOUNDED PRECEDING) AS p{j}" for j in range(n_words)
+    # -- pass 1: prefixes of every row, read at every probe's bounds
+    aggregates: dict[tuple[WindowOp, str], str] = {}
+    for r in summed + lifetime_minmax:
+        aggregates.setdefault((r.op, r.column), f"a{len(aggregates)}")
+    windowed, selects = [], []
+    rows_bound = max(run.events.num_rows, 1)
+    for (op, column), name in aggregates.items():
+        v = f"u.{alias[column]}"
+        if op == WindowOp.COUNT:
+            windowed.append(f"count({v}) OVER w AS {name}")
+            selects.append(f"pre.{name} AS {name}")
+        elif op == WindowOp.SUM:
+            windowed.append(f"sum({v}) OVER w AS {name}")
+            fits = rows_bound * magnitude[column] < _TWO63
+            value = f"pre.{name}::BIGINT" if fits else _wrapped(f"pre.{name}")
+            selects.append(f"coalesce({value}, 0) AS {name}")
+        else:
+            windowed.append(f"max({_key_coded(op, v)}) OVER w AS {name}")
+            selects.append(f"{_key_decoded(op, f'pre.{name}', 'b.k')} AS {name}")
+    if lengths:
+        windowed.append("count(*) OVER w AS m")
+        selects.append("pre.m AS m")
+    nulls = "".join(f", NULL::BIGINT AS {alias[c]}" for c in columns)
+    probe_rows = (
+        f"UNION ALL SELECT p.{_quote(KEY)}, {frame.probe()}{nulls} FROM pr AS p" if lengths else ""
+    )
+    bounds = ", ".join(
+        f"({s}, {frame.literal(2 * w)})" for w, s in slot_of.items() if w is not None
+    )
+    bound_t2 = f"{frame.probe('s.d')}"
+    if needs_start:
+        bound_t2 = (
+            f"CASE WHEN s.slot = {slot_of[None]} THEN {frame.literal(sentinel + 1)} "
+            f"ELSE {bound_t2} END"
         )
-        # Per probe, slot and word: the window's packed value plus the word's bias, which makes
-        # every field non-negative so that a shift and a mask read it.
-        bias = [sum(f.bias for f in fields.values() if f.word == j) for j in range(n_words)]
-        pivots = []
-        for slot in sorted({slot_of[windows[r.output]] for r in summed} | lengths):
-            for j in range(n_words):
-                minus = f" WHEN {slot} THEN -p{j}" if slot else ""
-                value = f"sum(CASE slot WHEN 0 THEN p{j}{minus} END)"
-                pivots.append(f"coalesce({value}, 0) + {_huge(bias[j])} AS d{slot}_{j}")
+    values = (
+        f"(0, {frame.literal(1)})"
+        + "".join(f", ({s}, {frame.literal(0)})" for w, s in slot_of.items() if w is None)
+        + (f", {bounds}" if bounds else "")
+    )
+    sql = f"""
+    WITH u AS (
+        SELECT k, t2, {", ".join(alias.values())} FROM ve
+        UNION ALL SELECT kr_key, {frame.literal(sentinel)}{nulls} FROM kr
+        {probe_rows}
+    ),
+    pre AS (
+        SELECT u.k, u.t2, {", ".join(windowed)} FROM u WINDOW w AS (ORDER BY u.k, u.t2)
+    ),
+    b AS (
+        SELECT p.rid * {n_slots} + s.slot AS pos, p.{_quote(KEY)} AS k, {bound_t2} AS t2
+        FROM pr AS p CROSS JOIN (VALUES {values}) AS s(slot, d)
+    )
+    SELECT b.pos, {", ".join(selects)}
+    FROM b ASOF LEFT JOIN pre ON b.k = pre.k AND b.t2 > pre.t2
+    """
+    first = run.con.sql(sql).to_arrow_table()
+    order = np.empty(n * n_slots, dtype=np.int64)
+    order[first["pos"].combine_chunks().to_numpy()] = np.arange(first.num_rows, dtype=np.int64)
+    first = first.drop_columns(["pos"]).take(pa.array(order))
 
-        def unpack(slot: int, field: _Field) -> str:
-            value = f"d{slot}_{field.word}"
-            value = f"({value} >> {field.shift})" if field.shift else value
-            value = f"({value} & {_huge((1 << field.bits) - 1)})"
-            return f"({value} - {_huge(1 << (field.bits - 1))})" if field.signed else value
+    def at_slot(name: str, s: int) -> pa.Array:
+        return first[name].combine_chunks().take(pa.array(np.arange(s, n * n_slots, n_slots)))
 
-        selects = [
-            f"{unpack(slot_of[windows[r.output]], fields[(r.column, r.op)])}::BIGINT AS q{i}"
-            for i, r in enumerate(summed)
-        ]
-        # A frame of n rows before the probe's row: the members after the bound row, but one.
-        selects += [f"{unpack(s, fields[_MEMBERS])}::BIGINT - 1 AS n{s}" for s in sorted(lengths)]
-        sql = f"""
-        WITH u AS ({
-            union(
-                [f"{' + '.join(t)} AS w{j}" for j, t in enumerate(terms)],
-                [f"{w} AS w{j}" for j, w in enumerate(bound_words)],
-                "pr AS p",
-                [0, *finite],
-            )
-        }),
-        pre AS (
-            SELECT rs // {n_slots} AS rid, rs % {n_slots} AS slot, {prefixes}
-            FROM u QUALIFY rs IS NOT NULL
-        ),
-        d AS (SELECT rid, {", ".join(pivots)} FROM pre GROUP BY rid)
-        SELECT rid, {", ".join(selects)} FROM d
-        """
-        first = run.con.sql(sql).to_arrow_table()
-        run.in_probe_order(first, summed, out)
-        if lengths:
-            run.con.register("lengths", first.select(["rid", *(f"n{s}" for s in sorted(lengths))]))
+    def at_slot_np(name: str, s: int) -> np.ndarray:
+        return first[name].combine_chunks().to_numpy()[s::n_slots]
+
+    for r in summed:
+        name = aggregates[(r.op, r.column)]
+        # int64 arithmetic wraps: the difference of wrapped prefixes is the exact sum.
+        diff = at_slot_np(name, 0) - at_slot_np(name, slot_of[windows[r.output]])
+        out[r.output] = pa.array(diff, pa.int64())
+    for r in lifetime_minmax:
+        out[r.output] = at_slot(aggregates[(r.op, r.column)], 0)
     if not framed:
         return out
 
-    # -- pass 2: MIN, MAX and COUNT_DISTINCT as ROWS frames over the members, in pass 1's order
-    columns = sorted({r.column for r in framed})
-    alias = {c: f"v{i}" for i, c in enumerate(columns)}
-    names = [f"n{s}" for s in sorted(lengths)]
-    aggregates = []
-    for i, r in enumerate(framed):
-        w = windows[r.output]
-        start = "UNBOUNDED" if w is None else f"n{slot_of[w]}"
-        aggregates.append(
-            f"{_FRAMED[r.op].format(alias[r.column])} OVER "
-            f"({over} ROWS BETWEEN {start} PRECEDING AND CURRENT ROW) AS q{i}"
-        )
+    # -- pass 2: MIN, MAX and COUNT_DISTINCT as ROWS frames over events and probe rows
+    m = {s: at_slot_np("m", 0) - at_slot_np("m", s) for s in lengths}
+    run.con.register(
+        "lengths",
+        pa.table(
+            {"rid": pa.array(np.arange(n, dtype=np.int64)), **{f"l{s}": m[s] for s in lengths}}
+        ),
+    )
+    framed_columns = sorted({r.column for r in framed})
+    names = [f"n{s}" for s in lengths]
+    # A frame holds the rows below the probe's row from the window's start (counted in pass
+    # 1), plus the probes at the same time sorted before it (ties: by row id).
+    tie = (
+        f"row_number() OVER (PARTITION BY p.{_quote(KEY)}, p.{_quote(PROBE_TIME)} "
+        f"ORDER BY p.rid) - 1"
+    )
+    aggregates2 = [
+        f"{_FRAMED[r.op].format(alias[r.column])} OVER (ORDER BY k, t2, rid "
+        f"ROWS BETWEEN n{slot_of[windows[r.output]]} PRECEDING AND CURRENT ROW) AS q{i}"
+        for i, r in enumerate(framed)
+    ]
     sql = f"""
-    WITH u AS ({
-        union(
-            [f"e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns]
-            + [f"0 AS {n}" for n in names],
-            [f"NULL::BIGINT AS {alias[c]}" for c in columns] + [f"l.{n}" for n in names],
-            "pr AS p JOIN lengths AS l ON l.rid = p.rid" if names else "pr AS p",
-            [0],
-        )
-    })
-    SELECT rs // {n_slots} AS rid, {", ".join(aggregates)} FROM u QUALIFY rs IS NOT NULL
+    WITH pl AS (
+        SELECT p.rid, p.{_quote(KEY)} AS k, {frame.probe()} AS t2
+            {"".join(f", l.l{s} + {tie} AS n{s}" for s in lengths)}
+        FROM pr AS p JOIN lengths AS l ON l.rid = p.rid
+    ),
+    u AS (
+        SELECT k, t2, NULL::BIGINT AS rid {"".join(f", 0 AS {x}" for x in names)}
+            {"".join(f", {alias[c]}" for c in framed_columns)}
+        FROM ve
+        UNION ALL
+        SELECT k, t2, rid {"".join(f", {x}" for x in names)}
+            {"".join(f", NULL::BIGINT AS {alias[c]}" for c in framed_columns)}
+        FROM pl
+    )
+    SELECT rid, {", ".join(aggregates2)} FROM u QUALIFY rid IS NOT NULL
     """
-    run.in_probe_order(run.con.sql(sql).to_arrow_table(), framed, out)
+    second = run.con.sql(sql).to_arrow_table()
+    index = np.empty(n, dtype=np.int64)
+    index[second["rid"].combine_chunks().to_numpy()] = np.arange(second.num_rows, dtype=np.int64)
+    taken = second.take(pa.array(index))
+    for i, r in enumerate(framed):
+        out[r.output] = taken[f"q{i}"].combine_chunks()
     return out

@@ -310,10 +310,16 @@ class _Group:
         key = ("indicator", column, filters)
         if key not in self.cache:
             mask = self.valid_mask(column, filters)
-            self.cache[key] = self._add(
-                f"__ind_{len(self.columns)}", np.ones(len(mask), np.int64), mask
-            )
+            self.cache[key] = self._add(f"__ind_{len(self.columns)}", self.ones(), mask)
         return self.cache[key]
+
+    def ones(self) -> np.ndarray:
+        """A read-only column of ones, shared by every indicator (their masks differ)."""
+        if "ones" not in self.cache:
+            ones = np.ones(self.table.num_rows, np.int64)
+            ones.flags.writeable = False
+            self.cache["ones"] = ones
+        return self.cache["ones"]
 
     def order_key(self, column: str) -> tuple[np.ndarray, Any]:
         key = ("order", column)
@@ -401,7 +407,7 @@ class _Group:
                 )
                 pos, neg = valid & (values == np.inf), valid & (values == -np.inf)
                 if pos.any() or neg.any():
-                    ones = np.ones(len(values), np.int64)
+                    ones = self.ones()
                     result = (
                         self._add(f"__pinf_{len(self.columns)}", ones, pos),
                         self._add(f"__ninf_{len(self.columns)}", ones, neg),
@@ -444,11 +450,30 @@ class _Group:
         return self.requests[key].output
 
     def events_table(self) -> pa.Table:
-        arrays = {KEY: pa.array(self.key, pa.int64())}
+        """The kernel's events: every column shares the numpy memory (no copies of values)."""
+        bitmaps: dict[int, pa.Buffer] = {}
+        arrays = {KEY: _int64_array(self.key, None, bitmaps)}
         for name, values in self.columns.items():
-            mask = self.masks.get(name)
-            arrays[name] = pa.array(values, pa.int64(), mask=None if mask is None else ~mask)
+            arrays[name] = _int64_array(values, self.masks.get(name), bitmaps)
         return pa.table(arrays)
+
+
+def _int64_array(
+    values: np.ndarray, valid: np.ndarray | None, bitmaps: dict[int, pa.Buffer]
+) -> pa.Array:
+    """An Arrow int64 array over `values`' own memory, null where `valid` is False.
+
+    Zero-copy for the values (Arrow keeps the numpy array alive through the buffer); the
+    validity bitmap is built once per mask object and shared by every column using that mask.
+    """
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    bitmap = None
+    if valid is not None and not bool(valid.all()):
+        bitmap = bitmaps.get(id(valid))
+        if bitmap is None:
+            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+            bitmaps[id(valid)] = bitmap
+    return pa.Array.from_buffers(pa.int64(), len(values), [bitmap, pa.py_buffer(values)])
 
 
 # -- planning and decoding per spec ----------------------------------------------------------
@@ -593,9 +618,9 @@ class _Planned:
                             f"feature {spec.name!r}: the sum overflows BIGINT", code="overflow"
                         )
                     return _null_where(pa.array(total, pa.int64()), empty, out_type)
-                total_f = exact.round_limb_sums(s1, self.extra["base1"])
+                total_f = self._rounded_sum(s1)
             else:
-                total_f = exact.round_limb_sums(s1, self.extra["base1"])
+                total_f = self._rounded_sum(s1)
                 # Infinities are not in the limbs: +inf and -inf together have no sum.
                 total_f = np.where(pinf > 0, np.inf, total_f)
                 total_f = np.where(ninf > 0, -np.inf, total_f)
@@ -610,6 +635,14 @@ class _Planned:
             _, lookup = self.group.order_key(spec.column)
             return _from_order_key(keys, ~empty, out_type, lookup)
         return self._decode_ranked(spec, result, n, empty)
+
+    def _rounded_sum(self, s1: np.ndarray) -> np.ndarray:
+        """The correctly rounded sums of a window's limb sums (shared by sum and mean)."""
+        key = ("rounded", tuple(v for k, v in self.outputs.items() if k.startswith("s1_")))
+        cache = self.group.cache
+        if key not in cache:
+            cache[key] = exact.round_limb_sums(s1, self.extra["base1"])
+        return cache[key]
 
     def _decode_ranked(
         self, spec: AggregationSpec, result: pa.Table, n: np.ndarray, empty: np.ndarray

@@ -43,6 +43,9 @@ _U32: Final = np.uint64(0xFFFF_FFFF)
 _I32: Final = np.int64(0xFFFF_FFFF)
 _LOW63: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _TWO53: Final = 9007199254740992.0  # 2.0**53
+_TWO32: Final = 4294967296.0  # 2.0**32
+_TWO_M32: Final = 2.0**-32
+_FRACTION: Final = np.int64((1 << 52) - 1)
 _MIN_EXP: Final = -1074  # exponent of the smallest subnormal, 2**-1074
 _PAD: Final = 3  # zero digits appended so a 64-bit window read never indexes out of range
 _U: Final = np.uint64
@@ -114,6 +117,48 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
     Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
     """
     a = _as_float64_1d(x, "encode_float_limbs")
+    mag = np.abs(a)
+    nonzero = mag != 0.0
+    if not bool(nonzero.any()):
+        return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
+    base = _lowest_set_bit_exponent(mag, nonzero)
+    top = int(np.frexp(mag.max())[1])  # every |value| < 2**top
+    k = max(1, -(-(top - base) // LIMB_BITS))
+    if top - base > 1000:  # |value| / 2**base would overflow float64: the integer path
+        return _encode_float_limbs_wide(a)
+    # Float arithmetic that is exact: scaling by a power of two (no overflow, see above; an
+    # underflow only loses bits far below 1, which floor drops anyway), floor of a float, and
+    # the subtraction of two integers whose difference is < 2**32 (Sterbenz). So limb j is
+    # bits [32j, 32j + 32) of the integer |value| / 2**base, computed in a few vector passes.
+    limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
+    y = np.ldexp(mag, -base)
+    fl = np.floor(y)  # y is an integer already for limb 0; floor keeps the code uniform
+    for j in range(k):
+        y *= _TWO_M32
+        higher = np.floor(y)
+        fl -= higher * _TWO32
+        np.copysign(fl, a, out=fl)
+        limbs[:, j] = fl
+        fl = higher
+    return LimbEncoding(limbs=limbs, base_exp=base)
+
+
+def _lowest_set_bit_exponent(mag: npt.NDArray[np.float64], nonzero: npt.NDArray[np.bool_]) -> int:
+    """The exponent of the lowest set bit over the nonzero, non-negative finite `mag`.
+
+    Clearing the lowest set bit of a value's pattern (``bits & (bits - 1)``) and subtracting the
+    result from the value gives that bit's value exactly, unless the fraction field is zero (a
+    power of two, which is its own lowest bit). The smallest such value is 2**base.
+    """
+    bits = mag.view(np.int64)
+    cleared = (bits & (bits - 1)).view(np.float64)
+    low = np.where((bits & _FRACTION) != 0, mag - cleared, mag)
+    smallest = float(low.min(where=nonzero, initial=np.inf))
+    return int(np.frexp(smallest)[1]) - 1
+
+
+def _encode_float_limbs_wide(a: npt.NDArray[np.float64]) -> LimbEncoding:
+    """`encode_float_limbs` by integer mantissa shifts: for spans wider than float64's range."""
     neg, mant, lsb, top, nonzero = _decompose(a)
     base = _min_or_zero(lsb, nonzero)
     shift = np.where(nonzero, lsb - base, 0)

@@ -59,7 +59,7 @@ def timestamps_to_micros(
             )
         raw = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
         factor = _MICROS_PER[t.unit]
-        micros = raw // 1000 if factor is None else raw * factor
+        micros = raw // 1000 if factor is None else raw if factor == 1 else raw * factor
     else:
         raise PitError(
             f"{where}: column {name!r} has type {t}, not a timestamp or date", code="bad_type"
