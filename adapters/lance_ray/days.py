@@ -151,9 +151,11 @@ class RayDayRunner(DayRunnerPort):
         except RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, Exception) and not isinstance(cause, RayError):
+                # `exc` is Ray's dual RayTaskError(cause class): its str holds the remote trace.
+                remote = getattr(exc, "traceback_str", None) or str(exc)
                 cause.add_note(
                     f"day {day} failed on the Ray cluster at {self.address}; remote traceback:\n"
-                    f"{exc.traceback_str}"
+                    f"{remote}"
                 )
                 raise cause from None
             raise

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,10 @@ class TestRunPipelineWithARunner:
         summary = train(workspace, sink, events=events)
         assert summary.runner == "local" and summary.to_dict()["runner"] == "local"
         assert [d.status for d in summary.days] == ["written"] * 3
-        assert all(sink.read_manifest("svc", d)["runner"] == "local" for d in DAYS)
+        for day in DAYS:
+            manifest = sink.read_manifest("svc", day)
+            assert manifest["runner"] == "local"
+            assert manifest["worker"].split("@")[0] == str(os.getpid())
         kinds = [(e["event"], e.get("day")) for e in events]
         assert kinds[0] == ("run_started", None) and events[0]["runner"] == "local"
         assert kinds[1:-1] == [
@@ -232,7 +236,9 @@ class TestRunPipelineWithARunner:
     ) -> None:
         ws = make_workspace(tmp_path / "bad", null_key_on=DAYS[1])
         sink, runner = InMemorySink(), OutOfOrderDayRunner(in_flight=2)
-        with pytest.raises(PitError, match="null") as err:
+        with pytest.raises(
+            PitError, match=r"^day 2026-01-02: spine has 1 row\(s\) with a null"
+        ) as err:
             train(ws, sink, runner)
         assert err.value.code == "null_key"
         # Day 2 ran first (newest first) and failed: day 1, in flight, was cancelled.
@@ -243,7 +249,7 @@ class TestRunPipelineWithARunner:
         self, workspace: Path
     ) -> None:
         sink, runner = InMemorySink(), OutOfOrderDayRunner(in_flight=3)
-        with pytest.raises(Cancelled, match="cancelled before 2026-01-01"):
+        with pytest.raises(Cancelled, match="cancelled during 2026-01-01"):
             train(workspace, sink, runner, should_cancel=lambda: bool(runner.finished))
         # The first result (day 3) was published; the two days in flight were cancelled.
         assert list(sink.days) == [("svc", DAYS[2])]

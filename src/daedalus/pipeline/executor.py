@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
 from daedalus.pipeline.operators import Operator, OperatorPipeline, OpKind
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.compute import PitReport
+from daedalus.pit.errors import PitError
 from daedalus.pit.sources import expand_paths, read_source
 from daedalus.pit.spec import AsOfSpec, PitSpec, SourceSpec, specs_for_view
 from daedalus.ports import (
@@ -296,13 +298,14 @@ def run_pipeline(
         else:
             todo.append(day)
     task = DayTask(plan, identity, aggregator, enricher, sink, runner.name)
+    started_days: set[dt.date] = set()
     done: set[dt.date] = set()
-    outcomes = runner.run(
-        task,
-        todo,
-        on_start=lambda day: emit({"event": "day_started", "day": day.isoformat()}),
-        should_stop=cancelled,
-    )
+
+    def on_start(day: dt.date) -> None:
+        started_days.add(day)
+        emit({"event": "day_started", "day": day.isoformat()})
+
+    outcomes = runner.run(task, todo, on_start=on_start, should_stop=cancelled)
     try:
         for result in outcomes:
             results.append(result)
@@ -317,7 +320,7 @@ def run_pipeline(
     if len(done) < len(todo):
         first = min(d for d in todo if d not in done)
         if cancelled():
-            raise Cancelled(f"cancelled before {first}")
+            raise Cancelled(f"cancelled {'during' if first in started_days else 'before'} {first}")
         raise RuntimeError(f"the {runner.name} day runner stopped before {first} was done")
     summary = RunSummary(
         pipeline.service,
@@ -347,16 +350,20 @@ class DayTask:
     runner: str = "local"
 
     def __call__(self, day: dt.date, cancelled: Callable[[], bool]) -> DayResult:
-        return _run_day(
-            self.plan,
-            day,
-            self.identity,
-            self.aggregator,
-            self.enricher,
-            self.sink,
-            cancelled,
-            runner=self.runner,
-        )
+        """Compute and publish `day`; a PitError names the day (days may finish in any order)."""
+        try:
+            return _run_day(
+                self.plan,
+                day,
+                self.identity,
+                self.aggregator,
+                self.enricher,
+                self.sink,
+                cancelled,
+                runner=self.runner,
+            )
+        except PitError as exc:
+            raise PitError(f"day {day}: {exc}", code=exc.code) from exc
 
 
 def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
@@ -435,6 +442,7 @@ def _run_day(
             "rows": table.num_rows,
             "engine": plan.pipeline.engine,
             "runner": runner,
+            "worker": f"{os.getpid()}@{socket.gethostname()}",  # the process that computed it
             "report": report.to_dict(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "daedalus_version": daedalus.__version__,
