@@ -63,7 +63,11 @@ class Settings:
             out_dir=Path(out),
             engine=engine or os.environ.get("DAEDA_ENGINE") or "duckdb",
             ray_address=ray_address or os.environ.get("RAY_ADDRESS") or None,
-            ray_days_in_flight=ray_days_in_flight or _int_env("DAEDA_RAY_DAYS_IN_FLIGHT"),
+            ray_days_in_flight=(
+                ray_days_in_flight
+                if ray_days_in_flight is not None
+                else _int_env("DAEDA_RAY_DAYS_IN_FLIGHT")
+            ),
         )
 
     def to_dict(self) -> dict[str, str | int | None]:
