@@ -123,7 +123,7 @@ def test_events_and_probes_at_the_int64_limits() -> None:
 
 
 def test_many_columns_times_and_windows_in_one_call() -> None:
-    """Many fields pack into several words; two time columns and shared windows."""
+    """Many value columns, two time columns and windows shared between requests."""
     rng = np.random.default_rng(5)
     n = 600
     columns: dict[str, Any] = {
@@ -202,6 +202,23 @@ def test_thread_count_and_row_order_do_not_change_a_large_result() -> None:
         some_events = events.filter(pa.compute.equal(events[KEY], key))
         some_probes = probes.filter(pa.compute.equal(probes[KEY], key)).slice(0, 40)
         assert_matches_reference(some_events, some_probes, requests)
+
+
+def test_key_chunks_give_the_same_result() -> None:
+    """Split into many key chunks (some with probes but no events), the answer is unchanged."""
+    events, probes, requests = random_case(11, 30_000, 3_000)
+    expected = KERNEL.window_aggregate(events, probes, requests)
+    for chunk_rows in (1_000, 7_777):
+        chunked_kernel = DuckDBKernel(threads=2, chunk_rows=chunk_rows)
+        assert chunked_kernel.window_aggregate(events, probes, requests).equals(expected)
+    # Few events, many chunks: most chunks hold probes without events, or nothing at all.
+    few = events.slice(0, 40)
+    tiny = DuckDBKernel(threads=1, chunk_rows=3)
+    assert tiny.window_aggregate(few, probes, requests).equals(
+        KERNEL.window_aggregate(few, probes, requests)
+    )
+    with pytest.raises(ValueError, match="chunk_rows"):
+        DuckDBKernel(chunk_rows=0)
 
 
 def test_concurrent_calls_are_independent() -> None:

@@ -275,7 +275,7 @@ class _Group:
     def time_column(self, delay_us: int) -> str:
         name = f"__ts_{delay_us}"
         if name not in self.columns:
-            self._add(name, self.ts + np.int64(delay_us))
+            self._add(name, self.ts + np.int64(delay_us) if delay_us else self.ts)
         return name
 
     def visible_column(self, delay_us: int) -> str:
@@ -303,13 +303,19 @@ class _Group:
             mask = self.filter_mask(filters)
             if column is not None:
                 mask = mask & _valid(self.table[column])
-            self.cache[key] = mask
+            # One object for "every row": features whose rows are all valid share kernel work.
+            self.cache[key] = self.all_rows() if bool(mask.all()) else mask
         return self.cache[key]
 
+    def all_rows(self) -> np.ndarray:
+        if "all_rows" not in self.cache:
+            self.cache["all_rows"] = np.ones(self.table.num_rows, dtype=bool)
+        return self.cache["all_rows"]
+
     def indicator(self, column: str | None, filters: tuple[FilterDef, ...]) -> str:
-        key = ("indicator", column, filters)
+        mask = self.valid_mask(column, filters)
+        key = ("indicator", id(mask))  # the same rows, the same indicator column
         if key not in self.cache:
-            mask = self.valid_mask(column, filters)
             self.cache[key] = self._add(f"__ind_{len(self.columns)}", self.ones(), mask)
         return self.cache[key]
 
@@ -440,6 +446,38 @@ class _Group:
             rank, _ = self.rank(value_column)
             self.cache[key] = self._add(f"__rank_{len(self.columns)}", rank, mask)
         return self.cache[key]
+
+    def release(self) -> None:
+        """Drop what decoding does not need, before the kernel runs: peak memory is the sum.
+
+        Decoding reads source values only for first/last/last_n and as-of features (by row);
+        min/max keep only their lookup; the kernel columns are owned by the events table.
+        """
+        keep = [
+            s.column
+            for s in self.specs
+            if s.column is not None
+            and (
+                isinstance(s, AsOfSpec)
+                or s.function in (AggFunction.FIRST, AggFunction.LAST, AggFunction.LAST_N)
+            )
+        ]
+        self.table = self.table.select(list(dict.fromkeys(keep)))
+        self.columns.clear()
+        self.cache = {
+            k: v
+            for k, v in self.cache.items()
+            if (isinstance(k, tuple) and k[0] in ("rank", "order", "valid", "rounded"))
+            or k == "all_rows"
+        }
+        self.cache = {
+            k: ((None, v[1]) if isinstance(k, tuple) and k[0] == "order" else v)
+            for k, v in self.cache.items()
+        }
+        self.key = None  # owned by the events table now
+        pa.default_memory_pool().release_unused()  # give the freed source columns back
+        if not any(isinstance(s, AsOfSpec) for s in self.specs):
+            self.ts = self.created = None  # only the as-of TTL check reads them later
 
     def request(self, op: WindowOp, column: str, time: str, window_us: int | None) -> str:
         key = (op, column, time, window_us)
@@ -758,9 +796,10 @@ def compute_pit_table(
             for g in gs:
                 planned = [_Planned(s, g) for s in g.specs]
                 _count_asof_ties(g, report)
-                result = kernel.window_aggregate(
-                    g.events_table(), probes, list(g.requests.values())
-                )
+                events = g.events_table()
+                g.release()  # the kernel columns live on in `events`; the rest can go
+                result = kernel.window_aggregate(events, probes, list(g.requests.values()))
+                del events
                 for p in planned:
                     outputs[p.spec.name] = p.decode(result, t)
     table = spine
