@@ -421,20 +421,28 @@ class _Group:
             self.cache[key] = result
         return self.cache[key]
 
-    def rank(self, value_column: str | None) -> np.ndarray:
-        """Each row's position in the total order (key, ts, created, value or read position)."""
+    def rank(self, value_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's position in the total order, and the order (rank's inverse permutation).
+
+        With a value column (first, last, last_n): the order (key, ts, created, value, read
+        position), so a key's rows are contiguous. Without (as-of): (ts, created, read
+        position), which orders the rows of each key the same way, and is all that a
+        per-key MAX needs. (Arrow's sort is stable: equal rows keep the read order.)
+        """
         cache_key = ("rank", value_column)
         if cache_key not in self.cache:
             n = self.table.num_rows
-            # np.lexsort sorts by the last key first: key, ts, created, value, read position.
-            sort_keys: list[np.ndarray] = [np.arange(n, dtype=np.int64)]
+            columns: dict[str, np.ndarray] = {}
             if value_column is not None:
-                sort_keys.append(self.order_key(value_column)[0])
+                columns["key"] = self.key
+            columns["ts"] = self.ts
             if self.created is not None:
-                sort_keys.append(self.created)
-            sort_keys.append(self.ts)
-            sort_keys.append(self.key)
-            perm = np.lexsort(sort_keys)
+                columns["created"] = self.created
+            if value_column is not None:
+                columns["value"] = self.order_key(value_column)[0]
+            keys = pa.table({name: pa.array(v, pa.int64()) for name, v in columns.items()})
+            perm = _np(pc.sort_indices(keys, [(name, "ascending") for name in columns]))
+            perm = perm.astype(np.int64, copy=False)
             rank = np.empty(n, dtype=np.int64)
             rank[perm] = np.arange(n, dtype=np.int64)
             self.cache[cache_key] = (rank, perm)
@@ -812,11 +820,23 @@ def compute_pit_table(
 
 
 def _count_asof_ties(g: _Group, report: PitReport) -> None:
+    """Count the rows of an as-of source that tie with another on (key, ts, created)."""
     if not any(isinstance(s, AsOfSpec) for s in g.specs) or g.table.num_rows < 2:
         return
-    _, perm = g.rank(None)
-    k, ts, cr = g.key[perm], g.ts[perm], g.created[perm] if g.created is not None else g.ts[perm]
-    same = (k[1:] == k[:-1]) & (ts[1:] == ts[:-1]) & (cr[1:] == cr[:-1])
-    ties = int(same.sum())
+    _, perm = g.rank(None)  # sorted by (ts, created): rows that can tie are adjacent runs
+    ts = g.ts[perm]
+    cr = g.created[perm] if g.created is not None else ts
+    same_time = (ts[1:] == ts[:-1]) & (cr[1:] == cr[:-1])
+    if not same_time.any():
+        return
+    # Only rows in runs of equal (ts, created) can tie: sort those few by (run, key).
+    in_run = np.zeros(len(perm), dtype=bool)
+    in_run[1:] |= same_time
+    in_run[:-1] |= same_time
+    run = np.cumsum(np.concatenate([[True], ~same_time]))[in_run]
+    key = g.key[perm][in_run]
+    order = np.lexsort([key, run])
+    run, key = run[order], key[order]
+    ties = int(((run[1:] == run[:-1]) & (key[1:] == key[:-1])).sum())
     if ties:
         report.asof_ties[g.source.name] = report.asof_ties.get(g.source.name, 0) + ties
