@@ -129,6 +129,7 @@ class _Axis:
     """Events of one time column in (key id, time) order and each probe's window positions."""
 
     def __init__(self, ev_ids: pl.Series, times: pl.Series, n_ids: int, pr: pl.DataFrame) -> None:
+        self.n_ids = n_ids
         self.tmin = int(times.min())  # type: ignore[arg-type]
         self.tmax = int(times.max())  # type: ignore[arg-type]
         self.times = times
@@ -308,13 +309,35 @@ def _schedule(
         prefix.extend((len(g), time, c, g) for c, g in by_column.items())
     prefix.sort(key=lambda task: -task[0])  # costliest first, so none is left alone at the end
 
-    def run_rolling() -> None:
-        # A rolling task holds a merged copy of the events and a result per event for each of
-        # its requests (~0.4 GB per 10M events): one after another keeps peak memory down,
-        # while the other threads run the lighter prefix-sum tasks.
-        for time, w, members in rolling:
+    # Short windows (at most the time range) of one time column share ONE merge of the events
+    # with the probes (see `_SharedUnion`); each window is then a task of its own. Longer and
+    # lifetime windows are rewritten per window (see `_min_max`) and run one after another:
+    # each holds a merged copy of the events (~0.4 GB per 10M events).
+    shared: dict[str, _SharedUnion] = {}
+    for time in {t for t, _, _ in rolling}:
+        axis = axes[time]
+        short = [w for t, w, _ in rolling if t == time and _SharedUnion.takes(axis, w)]
+        if short:
+            values = {c: v for (t, c), v in sorted_values.items() if t == time}
+            shared[time] = _SharedUnion(axis, values, max(w for w in short if w is not None))
+    rolling_alone = [
+        task
+        for task in rolling
+        if task[0] not in shared
+        or task[1] is None
+        or not _SharedUnion.takes(axes[task[0]], task[1])
+    ]
+    rolling_shared = [task for task in rolling if task not in rolling_alone]
+
+    def run_rolling_alone() -> None:
+        for time, w, members in rolling_alone:
             values = {c: v for (t, c), v in sorted_values.items() if t == time}
             _min_max(axes[time], values, n_ids, reqs, members, w, events, out)
+
+    def run_rolling_shared(task: tuple[str, int | None, list[int]]) -> None:
+        time, w, members = task
+        assert w is not None
+        shared[time].roll(reqs, members, w, out)
 
     def run_prefix(task: tuple[int, str, str, list[int]]) -> None:
         _, time, column, members = task
@@ -326,7 +349,8 @@ def _schedule(
         if distinct:
             _distinct(axis, raw, reqs, distinct, axis.pr[_PID], out)
 
-    futures = [pool.submit(run_rolling)] if rolling else []
+    futures = [pool.submit(run_rolling_shared, task) for task in rolling_shared]
+    futures += [pool.submit(run_rolling_alone)] if rolling_alone else []
     futures += [pool.submit(run_prefix, task) for task in prefix]
     for future in futures:
         future.result()  # re-raises the first failure
@@ -362,6 +386,67 @@ def _count_sum(
                 out[i] = (pids, hi.cast(pl.Int64) - lo.cast(pl.Int64))
             else:
                 out[i] = (pids, _window_diff(count_prefix, hi, lo))
+
+
+class _SharedUnion:
+    """The sorted events merged with the probes once, for every short MIN/MAX window of a time.
+
+    A window ``w`` no longer than the time range needs no rewriting of the probes' times (see
+    `_min_max`), so all such windows can share one merge whose code span ``D + w_max + 1``
+    keeps keys apart by more than the longest of them: each window is then one `rolling_*_by`
+    over the same frame. Only when the codes of all keys fit in int64 (`takes`).
+    """
+
+    @staticmethod
+    def takes(axis: _Axis, w: int | None) -> bool:
+        if w is None or not axis.fits or w > axis.tmax - axis.tmin + 1:
+            return False
+        span = 2 * (axis.tmax - axis.tmin) + 2  # the largest span a short window can need
+        return axis.n_ids * span <= _I64_MAX
+
+    def __init__(self, axis: _Axis, values: dict[str, pl.Series], w_max: int) -> None:
+        tmin, tmax = axis.tmin, axis.tmax
+        span = tmax - tmin + w_max + 1
+        t = pl.col(PROBE_TIME)
+        # Probes with nothing before t, or nothing at or after t - w_max, keep the defaults.
+        live = t > tmin
+        if tmax + w_max <= _I64_MAX:  # else no probe time is beyond it anyway
+            live &= t <= tmax + w_max
+        code = (pl.col(_ID) * span + (t - tmin)).alias(_CODE)
+        columns = sorted(values)
+        right = (
+            axis.pr.filter(live)
+            .select(code, pl.col(_PID))
+            .with_columns(pl.lit(None, pl.Int64).alias(c) for c in columns)
+            .sort(_CODE)
+        )
+        left = pl.DataFrame(
+            {
+                _CODE: axis.rolling_codes(span),
+                _PID: pl.repeat(None, axis.n, dtype=pl.UInt32, eager=True),
+            }
+        ).with_columns(values[c].alias(c) for c in columns)
+        self.union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
+        self.is_probe = self.union[_PID].is_not_null()
+        self.pids = self.union[_PID].filter(self.is_probe)
+
+    def roll(
+        self,
+        reqs: list[WindowRequest],
+        group: list[int],
+        w: int,
+        out: dict[int, tuple[pl.Series, pl.Series]],
+    ) -> None:
+        """The requests of `group` (one window `w`), over the shared merge."""
+        exprs = [
+            getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
+                _CODE, window_size=f"{w}i", closed="left"
+            ).alias(str(i))
+            for i in group
+        ]
+        result = self.union.select(*exprs).filter(self.is_probe)
+        for i in group:
+            out[i] = (self.pids, result[str(i)])
 
 
 def _min_max(

@@ -297,12 +297,30 @@ class _Group:
             self.cache[key] = mask
         return self.cache[key]
 
+    def float_values(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A numeric column as float64 (nulls read as 0.0) and its mask of present values
+        (not null, not NaN): converted once, shared by every float feature of the column."""
+        key = ("float", column)
+        if key not in self.cache:
+            col = self.table[column]
+            values = _np(pc.fill_null(pc.cast(col, pa.float64()), 0.0)).astype(
+                np.float64, copy=False
+            )
+            present = ~np.isnan(values)
+            if col.null_count:
+                present &= _np(pc.is_valid(col)).astype(bool, copy=False)
+            self.cache[key] = (values, present)
+        return self.cache[key]
+
     def valid_mask(self, column: str | None, filters: tuple[FilterDef, ...]) -> np.ndarray:
         key = ("valid", column, filters)
         if key not in self.cache:
             mask = self.filter_mask(filters)
             if column is not None:
-                mask = mask & _valid(self.table[column])
+                if pa.types.is_floating(self.table[column].type):
+                    mask = mask & self.float_values(column)[1]
+                else:
+                    mask = mask & _valid(self.table[column])
             # One object for "every row": features whose rows are all valid share kernel work.
             self.cache[key] = self.all_rows() if bool(mask.all()) else mask
         return self.cache[key]
@@ -316,21 +334,25 @@ class _Group:
         mask = self.valid_mask(column, filters)
         key = ("indicator", id(mask))  # the same rows, the same indicator column
         if key not in self.cache:
-            self.cache[key] = self._add(f"__ind_{len(self.columns)}", self.ones(), mask)
+            self.cache[key] = self._add(f"__ind_{len(self.columns)}", self.indicator_values(), mask)
         return self.cache[key]
 
-    def ones(self) -> np.ndarray:
-        """A read-only column of ones, shared by every indicator (their masks differ)."""
-        if "ones" not in self.cache:
-            ones = np.ones(self.table.num_rows, np.int64)
-            ones.flags.writeable = False
-            self.cache["ones"] = ones
-        return self.cache["ones"]
+    def indicator_values(self) -> np.ndarray:
+        """The values of every indicator column: any int64 column without nulls will do.
+
+        Indicators are only ever COUNTed, and COUNT reads validity, never values, so they
+        share the timestamps' memory (no new 8 bytes per row); their masks differ.
+        """
+        return self.ts
 
     def order_key(self, column: str) -> tuple[np.ndarray, Any]:
         key = ("order", column)
         if key not in self.cache:
-            self.cache[key] = _order_key(self.table[column])
+            col = self.table[column]
+            if pa.types.is_floating(col.type):  # the shared float64 copy, nulls as 0.0
+                self.cache[key] = (exact.float_order_key(self.float_values(column)[0]), None)
+            else:
+                self.cache[key] = _order_key(col)
         return self.cache[key]
 
     def value_key_column(
@@ -357,11 +379,18 @@ class _Group:
         key = ("finite", column, filters)
         if key not in self.cache:
             valid = self.valid_mask(column, filters)
-            values = _np(pc.fill_null(pc.cast(self.table[column], pa.float64()), 0.0)).astype(
-                np.float64
+            values = (
+                self.float_values(column)[0]
+                if pa.types.is_floating(self.table[column].type)
+                else _np(pc.fill_null(pc.cast(self.table[column], pa.float64()), 0.0)).astype(
+                    np.float64, copy=False
+                )
             )
-            finite = valid & np.isfinite(values)
-            self.cache[key] = (np.where(finite, values, 0.0), finite)
+            is_finite = np.isfinite(values)
+            finite = valid & is_finite
+            # Rows outside the mask are skipped by the kernel: their values need only be finite.
+            encodable = values if bool(is_finite.all()) else np.where(finite, values, 0.0)
+            self.cache[key] = (encodable, finite)
         return self.cache[key]
 
     def limb_columns(
@@ -408,15 +437,13 @@ class _Group:
             result = None
             if pa.types.is_floating(t):
                 valid = self.valid_mask(column, filters)
-                values = _np(pc.fill_null(pc.cast(self.table[column], pa.float64()), 0.0)).astype(
-                    np.float64
-                )
+                values = self.float_values(column)[0]
                 pos, neg = valid & (values == np.inf), valid & (values == -np.inf)
                 if pos.any() or neg.any():
-                    ones = self.ones()
+                    counted = self.indicator_values()
                     result = (
-                        self._add(f"__pinf_{len(self.columns)}", ones, pos),
-                        self._add(f"__ninf_{len(self.columns)}", ones, neg),
+                        self._add(f"__pinf_{len(self.columns)}", counted, pos),
+                        self._add(f"__ninf_{len(self.columns)}", counted, neg),
                     )
             self.cache[key] = result
         return self.cache[key]

@@ -46,6 +46,7 @@ _TWO53: Final = 9007199254740992.0  # 2.0**53
 _TWO32: Final = 4294967296.0  # 2.0**32
 _TWO_M32: Final = 2.0**-32
 _FRACTION: Final = np.int64((1 << 52) - 1)
+_BLOCK: Final = 1 << 18  # rows per block of the float encoder's scratch buffers
 _MIN_EXP: Final = -1074  # exponent of the smallest subnormal, 2**-1074
 _PAD: Final = 3  # zero digits appended so a 64-bit window read never indexes out of range
 _U: Final = np.uint64
@@ -117,43 +118,65 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
     Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
     """
     a = _as_float64_1d(x, "encode_float_limbs")
-    mag = np.abs(a)
-    nonzero = mag != 0.0
-    if not bool(nonzero.any()):
+    if not a.size or not bool(np.any(a)):
         return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
-    base = _lowest_set_bit_exponent(mag, nonzero)
-    top = int(np.frexp(mag.max())[1])  # every |value| < 2**top
-    k = max(1, -(-(top - base) // LIMB_BITS))
+    base = _lowest_set_bit_exponent(a)
+    top = int(np.frexp(max(abs(float(a.min())), abs(float(a.max()))))[1])  # |value| < 2**top
     if top - base > 1000:  # |value| / 2**base would overflow float64: the integer path
         return _encode_float_limbs_wide(a)
+    k = max(1, -(-(top - base) // LIMB_BITS))
     # Float arithmetic that is exact: scaling by a power of two (no overflow, see above; an
     # underflow only loses bits far below 1, which floor drops anyway), floor of a float, and
     # the subtraction of two integers whose difference is < 2**32 (Sterbenz). So limb j is
     # bits [32j, 32j + 32) of the integer |value| / 2**base, computed in a few vector passes.
+    # Blocks of rows with reused scratch buffers: fresh memory costs page faults, blocks don't.
     limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
-    y = np.ldexp(mag, -base)
-    fl = np.floor(y)  # y is an integer already for limb 0; floor keeps the code uniform
-    for j in range(k):
-        y *= _TWO_M32
-        higher = np.floor(y)
-        fl -= higher * _TWO32
-        np.copysign(fl, a, out=fl)
-        limbs[:, j] = fl
-        fl = higher
+    size = min(a.size, _BLOCK)
+    buffers = [np.empty(size) for _ in range(4)]
+    for lo in range(0, a.size, _BLOCK):
+        part = a[lo : lo + _BLOCK]
+        y, floor, higher, scaled = (b[: len(part)] for b in buffers)
+        np.abs(part, out=y)
+        np.ldexp(y, -base, out=y)  # an integer: every value is a multiple of 2**base
+        np.copyto(floor, y)
+        for j in range(k):
+            np.multiply(y, _TWO_M32, out=y)  # |value| / 2**(base + 32 (j + 1))
+            np.floor(y, out=higher)
+            np.multiply(higher, _TWO32, out=scaled)
+            np.subtract(floor, scaled, out=floor)  # bits [32j, 32j + 32): limb j's magnitude
+            np.copysign(floor, part, out=floor)
+            limbs[lo : lo + len(part), j] = floor
+            floor, higher = higher, floor
     return LimbEncoding(limbs=limbs, base_exp=base)
 
 
-def _lowest_set_bit_exponent(mag: npt.NDArray[np.float64], nonzero: npt.NDArray[np.bool_]) -> int:
-    """The exponent of the lowest set bit over the nonzero, non-negative finite `mag`.
+def _lowest_set_bit_exponent(a: npt.NDArray[np.float64]) -> int:
+    """The exponent of the lowest set bit over the nonzero finite values of `a` (not all 0).
 
     Clearing the lowest set bit of a value's pattern (``bits & (bits - 1)``) and subtracting the
     result from the value gives that bit's value exactly, unless the fraction field is zero (a
     power of two, which is its own lowest bit). The smallest such value is 2**base.
     """
-    bits = mag.view(np.int64)
-    cleared = (bits & (bits - 1)).view(np.float64)
-    low = np.where((bits & _FRACTION) != 0, mag - cleared, mag)
-    smallest = float(low.min(where=nonzero, initial=np.inf))
+    smallest = np.inf
+    size = min(a.size, _BLOCK)
+    buffers = (np.empty(size), np.empty(size, np.int64), np.empty(size, np.int64))
+    for lo in range(0, a.size, _BLOCK):
+        part = a[lo : lo + _BLOCK]
+        mag, cleared, fraction = (b[: len(part)] for b in buffers)
+        np.abs(part, out=mag)
+        bits = mag.view(np.int64)
+        np.subtract(bits, 1, out=cleared)
+        np.bitwise_and(bits, cleared, out=cleared)
+        np.bitwise_and(bits, _FRACTION, out=fraction)
+        has_fraction = fraction != 0
+        low = cleared.view(np.float64)
+        np.subtract(mag, low, out=low)  # the lowest set bit's value, where there is a fraction
+        power_of_two = ~has_fraction & (mag != 0.0)
+        smallest = min(
+            smallest,
+            float(low.min(where=has_fraction, initial=np.inf)),
+            float(mag.min(where=power_of_two, initial=np.inf)),
+        )
     return int(np.frexp(smallest)[1]) - 1
 
 
