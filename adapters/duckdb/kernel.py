@@ -104,55 +104,30 @@ class DuckDBKernel(WindowKernel):
         if n == 0 or events.num_rows == 0:
             return pa.table({r.output: _constant(r.op, n) for r in requests})
         chunks = -(-events.num_rows // self.chunk_rows)
-        if chunks == 1:
-            return self._window_aggregate(events, probes, requests)
-        ev_chunk = _chunk_of(events[KEY], chunks)
-        pr_chunk = _chunk_of(probes[KEY], chunks)
+        pr_chunk = _chunk_of(probes[KEY], chunks) if chunks > 1 else np.zeros(n, np.int64)
+        by_time: dict[str, list[WindowRequest]] = defaultdict(list)
+        for request in requests:
+            by_time[request.time].append(request)
         positions, parts = [], []
-        for c in range(chunks):
-            ev_rows = pa.array(np.flatnonzero(ev_chunk == c))
-            pr_rows = np.flatnonzero(pr_chunk == c)
-            if not len(pr_rows):
-                continue
-            chunk_probes = probes.take(pa.array(pr_rows))
-            if len(ev_rows):
-                part = self._window_aggregate(events.take(ev_rows), chunk_probes, requests)
-            else:
-                part = pa.table({r.output: _constant(r.op, len(pr_rows)) for r in requests})
-            positions.append(pr_rows)
-            parts.append(part)
+        con = self._connect()
+        try:
+            con.register("ev", events)
+            for c in range(chunks):
+                rows = np.flatnonzero(pr_chunk == c) if chunks > 1 else np.arange(n)
+                if not len(rows):
+                    continue
+                chunk = probes if chunks == 1 else probes.take(pa.array(rows))
+                columns = _chunk(con, events, chunk, by_time)
+                positions.append(rows)
+                parts.append(pa.table({r.output: columns[r.output] for r in requests}))
+        finally:
+            con.close()
+        if chunks == 1:
+            return parts[0]
         # Back to the probes' order: part rows are the probes at `positions`, in that order.
         order = np.empty(n, dtype=np.int64)
         order[np.concatenate(positions)] = np.arange(n, dtype=np.int64)
         return pa.concat_tables(parts).take(pa.array(order)).combine_chunks()
-
-    def _window_aggregate(
-        self, events: pa.Table, probes: pa.Table, requests: Sequence[WindowRequest]
-    ) -> pa.Table:
-        n = probes.num_rows
-        con = self._connect()
-        try:
-            con.register("ev", events)
-            rid = pa.array(np.arange(n, dtype=np.int64))
-            con.register(
-                "pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid})
-            )
-            # Each probed key's first and last probe time, for the event filter of every pass.
-            con.execute(
-                f"CREATE TEMP TABLE kr AS SELECT {_quote(KEY)} AS kr_key, "
-                f"min({_quote(PROBE_TIME)}) AS kr_lo, max({_quote(PROBE_TIME)}) AS kr_hi "
-                f"FROM pr GROUP BY {_quote(KEY)}"
-            )
-            run = _Run(con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0))
-            by_time: dict[str, list[WindowRequest]] = defaultdict(list)
-            for request in requests:
-                by_time[request.time].append(request)
-            columns: dict[str, pa.Array] = {}
-            for time, group in by_time.items():
-                columns.update(_time_column(run, run.frame(time), group))
-        finally:
-            con.close()
-        return pa.table({r.output: columns[r.output] for r in requests})
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # Results are put in probe order by id afterwards, so DuckDB need not keep row order.
@@ -162,6 +137,33 @@ class DuckDBKernel(WindowKernel):
         if self.memory_limit is not None:
             config["memory_limit"] = self.memory_limit
         return duckdb.connect(config=config)
+
+
+def _chunk(
+    con: duckdb.DuckDBPyConnection,
+    events: pa.Table,
+    probes: pa.Table,
+    by_time: dict[str, list[WindowRequest]],
+) -> dict[str, pa.Array]:
+    """Every request for the probes of one chunk (the events table `ev` is registered).
+
+    Only events of the chunk's keys are ever read: every pass starts from the events joined
+    with `kr`, the chunk's probed keys, so no copy of the events is made per chunk.
+    """
+    n = probes.num_rows
+    rid = pa.array(np.arange(n, dtype=np.int64))
+    con.register("pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid}))
+    # Each probed key's first and last probe time, for the event filter of every pass.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE kr AS SELECT {_quote(KEY)} AS kr_key, "
+        f"min({_quote(PROBE_TIME)}) AS kr_lo, max({_quote(PROBE_TIME)}) AS kr_hi "
+        f"FROM pr GROUP BY {_quote(KEY)}"
+    )
+    run = _Run(con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0))
+    columns: dict[str, pa.Array] = {}
+    for time, group in by_time.items():
+        columns.update(_time_column(run, run.frame(time), group))
+    return columns
 
 
 def _check(events: pa.Table, probes: pa.Table, requests: Sequence[WindowRequest]) -> None:
@@ -381,7 +383,16 @@ def _time_column(
 
     columns = sorted({r.column for r in live})
     alias = {c: f"v{i}" for i, c in enumerate(columns)}
-    event_values = "".join(f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns)
+    # A column without nulls that is only COUNTed counts rows: a constant, never stored.
+    counted_rows = {
+        c
+        for c in columns
+        if not run.events[c].null_count
+        and all(r.op == WindowOp.COUNT for r in live if r.column == c)
+    }
+    event_values = "".join(
+        f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns if c not in counted_rows
+    )
     visible = frame.visible_events([windows[r.output] for r in live])
     run.con.execute(
         f"CREATE OR REPLACE TEMP TABLE ve AS "
@@ -411,7 +422,11 @@ def _time_column(
     if lengths:
         windowed.append("count(*) OVER w AS m")
         selects.append("pre.m AS m")
-    nulls = "".join(f", NULL::BIGINT AS {alias[c]}" for c in columns)
+    pass1 = sorted({c for _, c in aggregates})  # pass 2's columns stay out of its sort
+    nulls = "".join(f", NULL::BIGINT AS {alias[c]}" for c in pass1)
+    event_rows = ", ".join(
+        ["k", "t2"] + [f"1::BIGINT AS {alias[c]}" if c in counted_rows else alias[c] for c in pass1]
+    )
     probe_rows = (
         f"UNION ALL SELECT p.{_quote(KEY)}, {frame.probe()}{nulls} FROM pr AS p" if lengths else ""
     )
@@ -431,7 +446,7 @@ def _time_column(
     )
     sql = f"""
     WITH u AS (
-        SELECT k, t2, {", ".join(alias.values())} FROM ve
+        SELECT {event_rows} FROM ve
         UNION ALL SELECT kr_key, {frame.literal(sentinel)}{nulls} FROM kr
         {probe_rows}
     ),
