@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compute.py                    # default: 10M events, 1M spine rows
     .venv/bin/python bench/compute.py --events 1000000 --spine 100000 --users 50000
+    .venv/bin/python bench/compute.py --repeat 3          # median of 3 runs per job
 
 Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
 RSS. The engines' results are checked to be bit-identical to each other; the naive baselines'
@@ -239,9 +240,21 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
     return {"job": job, "seconds": seconds, "rows": spine.num_rows}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the process's own address space; ru_maxrss
+    would also count the parent's RSS at fork (Linux carries it across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(job: str, root: str, out: str | None) -> None:
     info = run_job(job, Path(root), Path(out) if out else None)
-    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(info))
 
 
@@ -276,6 +289,9 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds per job before it is stopped"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per job: prints the median (and the range)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("JOB", "ROOT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -294,45 +310,53 @@ def main() -> None:
         for job in args.jobs.split(","):
             out = root / f"{job}.parquet"
             cmd = [sys.executable, __file__, "--child", job, str(root), str(out)]
-            try:
-                proc = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=args.timeout,
-                    env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                )
-            except subprocess.TimeoutExpired:
-                print(
-                    f"{job:<20}{'>' + str(int(args.timeout)):>10}{'-':>14}{'-':>14}  stopped at the timeout"
-                )
+            runs: list[dict] = []
+            failure = ""
+            for _ in range(max(1, args.repeat)):
+                try:
+                    proc = subprocess.run(
+                        cmd,
+                        capture_output=True,
+                        text=True,
+                        timeout=args.timeout,
+                        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                    )
+                except subprocess.TimeoutExpired:
+                    failure = f"{'>' + str(int(args.timeout)):>10}{'-':>14}{'-':>14}  stopped at the timeout"
+                    break
+                if proc.returncode != 0:
+                    last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                    failure = f"{'failed':>10}{'-':>14}{'-':>14}  {last[:80]}"
+                    break
+                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            if failure:
+                print(f"{job:<20}{failure}")
                 continue
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                print(f"{job:<20}{'failed':>10}{'-':>14}{'-':>14}  {last[:80]}")
-                continue
-            info = json.loads(proc.stdout.strip().splitlines()[-1])
+            seconds = sorted(r["seconds"] for r in runs)
+            median = seconds[len(seconds) // 2]
+            peak = max(r["peak_rss_mb"] for r in runs)
+            rows = runs[0]["rows"]
             outputs[job] = out
-            note = ""
+            notes = []
+            if len(runs) > 1:
+                notes.append(f"median of {len(runs)}: {seconds[0]:.2f}-{seconds[-1]:.2f}s")
             if job == "polars" and "duckdb" in outputs:
                 same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
-                note = "bit-identical to duckdb" if same else "DIFFERS from duckdb"
+                notes.append("bit-identical to duckdb" if same else "DIFFERS from duckdb")
             if job == "polars-asof" and "duckdb-asof" in outputs:
                 same = bits_equal(pq.read_table(outputs["duckdb-asof"]), pq.read_table(out))
-                note = "bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof"
+                notes.append("bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof")
             if job.startswith("naive") and not job.endswith("asof") and "duckdb" in outputs:
                 exact = pq.read_table(outputs["duckdb"])
                 naive = pq.read_table(out)
                 a = np.asarray(exact["sum_7d"].fill_null(0.0)).view(np.int64)
                 b = np.asarray(naive["sum_7d"].cast(pa.float64()).fill_null(0.0)).view(np.int64)
-                note = (
-                    f"sum_7d bit-equal to the exact sum in {np.mean(a == b):.1%} of rows"
-                    if len(a) == len(b)
-                    else ""
-                )
+                if len(a) == len(b):
+                    notes.append(
+                        f"sum_7d bit-equal to the exact sum in {np.mean(a == b):.1%} of rows"
+                    )
             print(
-                f"{job:<20}{info['seconds']:>10.2f}{info['rows'] / info['seconds']:>14,.0f}"
-                f"{info['peak_rss_mb']:>14,.0f}  {note}"
+                f"{job:<20}{median:>10.2f}{rows / median:>14,.0f}{peak:>14,.0f}  {'; '.join(notes)}"
             )
 
 
