@@ -159,7 +159,9 @@ def _chunk(
         f"min({_quote(PROBE_TIME)}) AS kr_lo, max({_quote(PROBE_TIME)}) AS kr_hi "
         f"FROM pr GROUP BY {_quote(KEY)}"
     )
-    run = _Run(con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0))
+    run = _Run(
+        con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0), _min_max(probes[KEY]) or (0, 0)
+    )
     columns: dict[str, pa.Array] = {}
     for time, group in by_time.items():
         columns.update(_time_column(run, run.frame(time), group))
@@ -226,6 +228,7 @@ class _Run:
     events: pa.Table
     n: int  # number of probes
     probe_times: tuple[int, int]
+    probe_keys: tuple[int, int]
 
     def frame(self, time: str) -> _TimeFrame:
         event_times = _min_max(self.events[time])
@@ -307,30 +310,62 @@ def _wrapped(value: str) -> str:
     return f"({y} - CASE WHEN {y} >= {_huge(_TWO63)} THEN {m} ELSE {_huge(0)} END)::BIGINT"
 
 
-def _key_coded(op: WindowOp, value: str) -> str:
-    """A HUGEINT whose order is (key, value) for MAX, (key, -value) for MIN, of the row `u`.
+@attrs.frozen
+class _KeyCode:
+    """A code whose order is (key, value) for MAX, (key, -value) for MIN.
 
-    In the global (key, time) order a cumulative MAX of it is, at a row of key k, the largest
-    (or smallest) value among k's rows so far: rows of smaller keys have smaller codes.
+    ``(k - kmin) * span + (v - vmin)`` (MAX) or ``... + (vmax - v)`` (MIN), with
+    ``span = vmax - vmin + 1``: BIGINT when every code fits, else HUGEINT over the full int64
+    ranges. In the global (key, time) order a cumulative MAX of it is, at a row of key k, the
+    largest (or smallest) value among k's rows so far: rows of smaller keys have smaller codes.
     """
-    shifted = (
-        f"({value}::HUGEINT + {_huge(_TWO63)})"
-        if op == WindowOp.MAX
-        else f"({_huge(_TWO63 - 1)} - {value}::HUGEINT)"
-    )
-    return f"u.k::HUGEINT * {_huge(_TWO64)} + {shifted}"
 
+    sql: str
+    kmin: int
+    vmin: int
+    vmax: int
 
-def _key_decoded(op: WindowOp, coded: str, key: str) -> str:
-    """The value of a `_key_coded` MAX read at a bound of key `key`; NULL if not of that key."""
-    start = f"{key}::HUGEINT * {_huge(_TWO64)}"
-    offset = f"({coded} - {start})"  # in [0, 2**64) on the THEN branch only
-    value = (
-        f"({offset} - {_huge(_TWO63)})"
-        if op == WindowOp.MAX
-        else f"({_huge(_TWO63 - 1)} - {offset})"
-    )
-    return f"CASE WHEN {coded} >= {start} THEN {value}::BIGINT END"
+    @classmethod
+    def of(cls, run: _Run, column: str) -> _KeyCode:
+        keys = [_min_max(run.events[KEY]), run.probe_keys]
+        kmin = min(k[0] for k in keys if k is not None)
+        kmax = max(k[1] for k in keys if k is not None)
+        values = _min_max(run.events[column])
+        assert values is not None  # all-null columns are constants, never coded
+        vmin, vmax = values
+        if (kmax - kmin + 1) * (vmax - vmin + 1) <= _TWO63 - 1:
+            return cls("BIGINT", kmin, vmin, vmax)
+        return cls("HUGEINT", 0, -_TWO63, _TWO63 - 1)
+
+    def literal(self, value: int) -> str:
+        return _big(value) if self.sql == "BIGINT" else _huge(value)
+
+    @property
+    def span(self) -> int:
+        return self.vmax - self.vmin + 1
+
+    def start(self, key: str) -> str:
+        """The smallest code of key `key`."""
+        return f"({key}::{self.sql} - {self.literal(self.kmin)}) * {self.literal(self.span)}"
+
+    def coded(self, op: WindowOp, value: str) -> str:
+        """The code of the row `u`'s `value`."""
+        offset = (
+            f"({value}::{self.sql} - {self.literal(self.vmin)})"
+            if op == WindowOp.MAX
+            else f"({self.literal(self.vmax)} - {value}::{self.sql})"
+        )
+        return f"{self.start('u.k')} + {offset}"
+
+    def decoded(self, op: WindowOp, coded: str, key: str) -> str:
+        """The value of a cumulative MAX of codes read at a bound of `key`; NULL if not its key."""
+        offset = f"({coded} - {self.start(key)})"  # in [0, span) on the THEN branch only
+        value = (
+            f"({offset} + {self.literal(self.vmin)})"
+            if op == WindowOp.MAX
+            else f"({self.literal(self.vmax)} - {offset})"
+        )
+        return f"CASE WHEN {coded} >= {self.start(key)} THEN {value}::BIGINT END"
 
 
 def _time_column(
@@ -417,8 +452,9 @@ def _time_column(
             value = f"pre.{name}::BIGINT" if fits else _wrapped(f"pre.{name}")
             selects.append(f"coalesce({value}, 0) AS {name}")
         else:
-            windowed.append(f"max({_key_coded(op, v)}) OVER w AS {name}")
-            selects.append(f"{_key_decoded(op, f'pre.{name}', 'b.k')} AS {name}")
+            code = _KeyCode.of(run, column)
+            windowed.append(f"max({code.coded(op, v)}) OVER w AS {name}")
+            selects.append(f"{code.decoded(op, f'pre.{name}', 'b.k')} AS {name}")
     if lengths:
         windowed.append("count(*) OVER w AS m")
         selects.append("pre.m AS m")

@@ -38,6 +38,7 @@ from typing import Final
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
 
@@ -96,22 +97,28 @@ def _compute(
 ) -> dict[int, tuple[pl.Series, pl.Series]]:
     """Per answered request: (probe rows, values); probes not listed keep the defaults."""
     ev_keys = _series(events.column(KEY), KEY)
-    unique = ev_keys.unique().sort()
-    table = pl.DataFrame({KEY: unique, _ID: pl.int_range(len(unique), eager=True, dtype=pl.Int64)})
-    n_ids = len(unique)
-    ev_ids = ev_keys.to_frame().join(table, on=KEY, how="left", maintain_order="left")[_ID]
-    del ev_keys
-    pr = (
-        pl.DataFrame({KEY: _series(probes.column(KEY), KEY)})
-        .with_columns(
-            pl.int_range(probes.num_rows, dtype=pl.UInt32).alias(_PID),
-            _series(probes.column(PROBE_TIME), PROBE_TIME),
-        )
-        .join(table, on=KEY, how="inner")  # a probe whose key has no event keeps the defaults
-        .drop(KEY)
-        # Sorted by (id, t): every bound code below is then sorted, and so is each search.
-        .sort(_ID, PROBE_TIME)
+    pr = pl.DataFrame({KEY: _series(probes.column(KEY), KEY)}).with_columns(
+        pl.int_range(probes.num_rows, dtype=pl.UInt32).alias(_PID),
+        _series(probes.column(PROBE_TIME), PROBE_TIME),
     )
+    kmin, kmax = int(ev_keys.min()), int(ev_keys.max())  # type: ignore[arg-type]
+    widest = max(_time_span(events.column(r.time)) for r in reqs)
+    if kmin >= 0 and (kmax + 1) * 2 * widest <= _I64_MAX:
+        # Small non-negative keys (the usual ids) are their own dense-enough ids: every code
+        # fits as it would with dense ids, and no hash join is needed to number the keys.
+        n_ids = kmax + 1
+        ev_ids = ev_keys
+        # A probe whose key has no event keeps the defaults; one outside [0, kmax] has none.
+        pr = pr.filter(pl.col(KEY).is_between(0, kmax)).rename({KEY: _ID})
+    else:
+        unique = ev_keys.unique().sort()
+        n_ids = len(unique)
+        table = pl.DataFrame({KEY: unique, _ID: pl.int_range(n_ids, eager=True, dtype=pl.Int64)})
+        ev_ids = ev_keys.to_frame().join(table, on=KEY, how="left", maintain_order="left")[_ID]
+        # A probe whose key has no event keeps the defaults.
+        pr = pr.join(table, on=KEY, how="inner").drop(KEY)
+    del ev_keys
+    pr = pr.sort(_ID, PROBE_TIME)  # (id, t) order: every bound code below and its search is sorted
     if not pr.height:
         return {}
     by_time: dict[str, list[int]] = defaultdict(list)
@@ -123,6 +130,12 @@ def _compute(
     with ThreadPoolExecutor(workers) as pool:
         _schedule(events, by_time, ev_ids, n_ids, pr, reqs, out, pool)
     return out
+
+
+def _time_span(times: pa.ChunkedArray) -> int:
+    """``max - min + 2`` of a time column: the code stride its `_Axis` would use."""
+    lo, hi = pc.min_max(times).values()
+    return int(hi.as_py()) - int(lo.as_py()) + 2
 
 
 class _Axis:
@@ -273,8 +286,8 @@ def _schedule(
         axis = _Axis(ev_ids, _series(events.column(time), time), n_ids, pr)
         members = by_time[time]
         windows = {reqs[i].window_us for i in members if reqs[i].op in _PREFIX_OPS}
-        if windows:  # every bound once, shared by all the columns
-            axis.hi()
+        if windows or any(reqs[i].window_us is None for i in members):
+            axis.hi()  # every bound once (here, not racing in the tasks), shared by all columns
             for w in windows:
                 axis.lo(w)
         return axis
@@ -301,10 +314,13 @@ def _schedule(
         by_window: dict[int | None, list[int]] = defaultdict(list)
         by_column: dict[str, list[int]] = defaultdict(list)
         for i in members:
-            if reqs[i].op in _NULLABLE:
-                by_window[reqs[i].window_us].append(i)
-            else:
-                by_column[reqs[i].column].append(i)
+            r = reqs[i]
+            if r.op in _NULLABLE and not (
+                r.window_us is None and _lifetime_min_max(axes[time], sorted_values, r, i, out)
+            ):
+                by_window[r.window_us].append(i)
+            elif r.op not in _NULLABLE:
+                by_column[r.column].append(i)
         rolling.extend((time, w, g) for w, g in by_window.items())
         prefix.extend((len(g), time, c, g) for c, g in by_column.items())
     prefix.sort(key=lambda task: -task[0])  # costliest first, so none is left alone at the end
@@ -354,6 +370,47 @@ def _schedule(
     futures += [pool.submit(run_prefix, task) for task in prefix]
     for future in futures:
         future.result()  # re-raises the first failure
+
+
+def _lifetime_min_max(
+    axis: _Axis,
+    sorted_values: dict[tuple[str, str], pl.Series],
+    r: WindowRequest,
+    i: int,
+    out: dict[int, tuple[pl.Series, pl.Series]],
+) -> bool:
+    """A lifetime MIN/MAX as a running maximum, if the codes below fit (else False).
+
+    With ``R = vmax - vmin + 1``, the code ``id * R + (v - vmin)`` (MAX) or
+    ``id * R + (vmax - v)`` (MIN) orders events by key first, so over the sorted events ONE
+    global ``cum_max`` holds, at each event, the best value of its key so far (rows of lower
+    keys have lower codes). A probe reads it at its last event before t; if that event is of
+    another key, the probe's key has none (null).
+    """
+    values = sorted_values[(r.time, r.column)]
+    lo, hi = values.min(), values.max()
+    if lo is None:  # all null: every window is empty, the defaults stand
+        return True
+    vmin, vmax = int(lo), int(hi)  # type: ignore[arg-type]
+    span = vmax - vmin + 1
+    if axis.n_ids * span > _I64_MAX:
+        return False
+    offset = (pl.col("v") - vmin) if r.op == WindowOp.MAX else (vmax - pl.col("v"))
+    running = (
+        pl.DataFrame({"id": axis.sorted_ids(), "v": values})
+        .select((pl.col("id") * span + offset).cum_max().forward_fill())
+        .to_series()
+    )
+    before = axis.hi().cast(pl.Int64)
+    found = pl.DataFrame({"n": before, "id": axis.pr[_ID]}).select(
+        pl.when(pl.col("n") > 0).then(pl.col("n") - 1).alias("at"), pl.col("id")
+    )
+    code = running.gather(found["at"])  # a null index reads null
+    own = (code // span) == found["id"]
+    rest = code % span
+    value = rest + vmin if r.op == WindowOp.MAX else vmax - rest
+    out[i] = (axis.pr[_PID], pl.select(pl.when(own).then(value)).to_series())
+    return True
 
 
 def _count_sum(
