@@ -454,22 +454,20 @@ class _Group:
         With a value column (first, last, last_n): the order (key, ts, created, value, read
         position), so a key's rows are contiguous. Without (as-of): (ts, created, read
         position), which orders the rows of each key the same way, and is all that a
-        per-key MAX needs. (Arrow's sort is stable: equal rows keep the read order.)
+        per-key MAX needs. Equal rows keep the read order (see `_stable_order`).
         """
         cache_key = ("rank", value_column)
         if cache_key not in self.cache:
             n = self.table.num_rows
-            columns: dict[str, np.ndarray] = {}
+            columns: list[np.ndarray] = []
             if value_column is not None:
-                columns["key"] = self.key
-            columns["ts"] = self.ts
+                columns.append(self.key)
+            columns.append(self.ts)
             if self.created is not None:
-                columns["created"] = self.created
+                columns.append(self.created)
             if value_column is not None:
-                columns["value"] = self.order_key(value_column)[0]
-            keys = pa.table({name: pa.array(v, pa.int64()) for name, v in columns.items()})
-            perm = _np(pc.sort_indices(keys, [(name, "ascending") for name in columns]))
-            perm = perm.astype(np.int64, copy=False)
+                columns.append(self.order_key(value_column)[0])
+            perm = _stable_order(columns)
             rank = np.empty(n, dtype=np.int64)
             rank[perm] = np.arange(n, dtype=np.int64)
             self.cache[cache_key] = (rank, perm)
@@ -547,6 +545,41 @@ def _int64_array(
             bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
             bitmaps[id(valid)] = bitmap
     return pa.Array.from_buffers(pa.int64(), len(values), [bitmap, pa.py_buffer(values)])
+
+
+def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
+    """The permutation sorting rows by `columns` lexicographically, then by row position.
+
+    A fast unstable sort of one int64 key (the first two columns packed into one when their
+    ranges allow, else the first column) orders all but the runs of equal keys; only the rows
+    of those runs, usually few, are then sorted by the remaining columns and position.
+    """
+    n = len(columns[0])
+    primary, rest = columns[0], columns[1:]
+    if rest and n:
+        lo0, hi0 = int(primary.min()), int(primary.max())
+        lo1, hi1 = int(rest[0].min()), int(rest[0].max())
+        if (hi0 - lo0 + 1) * (hi1 - lo1 + 1) <= 2**63 - 1:
+            primary = (primary - np.int64(lo0)) * np.int64(hi1 - lo1 + 1) + (
+                rest[0] - np.int64(lo1)
+            )
+            rest = rest[1:]
+    perm = np.argsort(primary).astype(np.int64, copy=False)
+    if n < 2:
+        return perm
+    ordered = primary[perm]
+    tied = ordered[1:] == ordered[:-1]
+    if not tied.any():
+        return perm
+    in_run = np.zeros(n, dtype=bool)
+    in_run[1:] |= tied
+    in_run[:-1] |= tied
+    rows = perm[in_run]
+    run = np.cumsum(np.concatenate([[True], ~tied]))[in_run]
+    # np.lexsort sorts by its last key first: run, then the remaining columns, then position.
+    order = np.lexsort([rows, *(c[rows] for c in reversed(rest)), run])
+    perm[in_run] = rows[order]
+    return perm
 
 
 # -- planning and decoding per spec ----------------------------------------------------------
