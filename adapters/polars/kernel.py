@@ -118,7 +118,15 @@ def _compute(
         # A probe whose key has no event keeps the defaults.
         pr = pr.join(table, on=KEY, how="inner").drop(KEY)
     del ev_keys
-    pr = pr.sort(_ID, PROBE_TIME)  # (id, t) order: every bound code below and its search is sorted
+    # (id, t) order: every bound code below, and so each search, is then sorted. One int64
+    # sort key when (id, t) packs into one (a two-column sort costs ~3x as much).
+    if pr.height:
+        tlo, thi = pr[PROBE_TIME].min(), pr[PROBE_TIME].max()
+        t_span = int(thi) - int(tlo) + 1  # type: ignore[arg-type]
+        if n_ids * t_span <= _I64_MAX:
+            pr = pr.sort(pl.col(_ID) * t_span + (pl.col(PROBE_TIME) - int(tlo)))  # type: ignore[arg-type]
+        else:
+            pr = pr.sort(_ID, PROBE_TIME)
     if not pr.height:
         return {}
     by_time: dict[str, list[int]] = defaultdict(list)
