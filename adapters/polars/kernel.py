@@ -207,6 +207,29 @@ class _Axis:
             lambda b: distinct.search_sorted(b, "left").cast(pl.Int64), return_dtype=pl.Int64
         )
 
+    def seen_by_probes(self, w_max: int) -> pl.Series:
+        """Per sorted event: whether some probe's window of at most `w_max` can hold it.
+
+        A key's events inside ``[first probe - w_max, last probe)``: each key's range is a run
+        of sorted positions found by two searches; a +1 at each run's start and a -1 at its end,
+        summed, marks them (runs of different keys never overlap).
+        """
+        first_last = self.pr.group_by(_ID).agg(
+            _minus(pl.col(PROBE_TIME).min(), w_max).alias("lo"),
+            pl.col(PROBE_TIME).max().alias("hi"),
+        )
+        codes = first_last.select(
+            (pl.col(_ID) * self._stride + self._offset(pl.col("lo"))).alias("lo"),
+            (pl.col(_ID) * self._stride + self._offset(pl.col("hi"))).alias("hi"),
+        )
+        lo = self.codes.search_sorted(codes["lo"], "left")
+        hi = self.codes.search_sorted(codes["hi"], "left")
+        runs = pl.DataFrame({"lo": lo, "hi": hi}).filter(pl.col("lo") < pl.col("hi"))
+        # (`scatter` writes in place: two fresh Series.)
+        starts = pl.zeros(self.n + 1, pl.Int32, eager=True).scatter(runs["lo"], 1).cum_sum()
+        ends = pl.zeros(self.n + 1, pl.Int32, eager=True).scatter(runs["hi"], 1).cum_sum()
+        return (starts - ends).head(self.n) > 0
+
     @property
     def fits(self) -> bool:
         """Whether the codes pack real time offsets (not ranks of times)."""
@@ -333,6 +356,19 @@ def _schedule(
         prefix.extend((len(g), time, c, g) for c, g in by_column.items())
     prefix.sort(key=lambda task: -task[0])  # costliest first, so none is left alone at the end
 
+    def run_prefix(task: tuple[int, str, str, list[int]]) -> None:
+        _, time, column, members = task
+        axis = axes[time]
+        raw = events.column(column)
+        if any(reqs[i].op in _PREFIX_OPS for i in members):
+            _count_sum(axis, raw, reqs, members, axis.pr[_PID], out)
+        distinct = [i for i in members if reqs[i].op == WindowOp.COUNT_DISTINCT]
+        if distinct:
+            _distinct(axis, raw, reqs, distinct, axis.pr[_PID], out)
+
+    # The prefix-sum tasks start first; the merges below are built meanwhile.
+    futures = [pool.submit(run_prefix, task) for task in prefix]
+
     # Short windows (at most the time range) of one time column share ONE merge of the events
     # with the probes (see `_SharedUnion`); each window is then a task of its own. Longer and
     # lifetime windows are rewritten per window (see `_min_max`) and run one after another:
@@ -363,19 +399,8 @@ def _schedule(
         assert w is not None
         shared[time].roll(reqs, members, w, out)
 
-    def run_prefix(task: tuple[int, str, str, list[int]]) -> None:
-        _, time, column, members = task
-        axis = axes[time]
-        raw = events.column(column)
-        if any(reqs[i].op in _PREFIX_OPS for i in members):
-            _count_sum(axis, raw, reqs, members, axis.pr[_PID], out)
-        distinct = [i for i in members if reqs[i].op == WindowOp.COUNT_DISTINCT]
-        if distinct:
-            _distinct(axis, raw, reqs, distinct, axis.pr[_PID], out)
-
-    futures = [pool.submit(run_rolling_shared, task) for task in rolling_shared]
+    futures += [pool.submit(run_rolling_shared, task) for task in rolling_shared]
     futures += [pool.submit(run_rolling_alone)] if rolling_alone else []
-    futures += [pool.submit(run_prefix, task) for task in prefix]
     for future in futures:
         future.result()  # re-raises the first failure
 
@@ -491,6 +516,7 @@ class _SharedUnion:
                 _PID: pl.repeat(None, axis.n, dtype=pl.UInt32, eager=True),
             }
         ).with_columns(values[c].alias(c) for c in columns)
+        left = left.filter(axis.seen_by_probes(w_max))
         self.union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
         self.is_probe = self.union[_PID].is_not_null()
         self.pids = self.union[_PID].filter(self.is_probe)
