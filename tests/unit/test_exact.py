@@ -497,3 +497,21 @@ def test_variance_edge_cases() -> None:
         exact_sample_variance(np.array([2]), np.array([[4]]), 0, np.array([[1]]), 0)
     with pytest.raises(ValueError, match="row counts"):
         exact_sample_variance(np.array([2, 2]), np.array([[4]]), 0, np.array([[1]]), 0)
+
+
+def test_the_blocked_float_encoder_equals_the_integer_one_across_blocks() -> None:
+    """More rows than one scratch block (and a partial last block): the same limbs and base
+    as the integer mantissa-shift encoder, for decimal-like, signed and tiny values."""
+    from daedalus.pit.exact import _BLOCK, _encode_float_limbs_wide
+
+    rng = np.random.default_rng(11)
+    n = 2 * _BLOCK + 12_345
+    for values in (
+        np.round(rng.lognormal(8.5, 1.0, n), 3),
+        rng.normal(size=n) * 1e-5,
+        np.where(rng.random(n) < 0.5, -1.0, 1.0) * rng.integers(0, 2**53, n),
+    ):
+        fast = encode_float_limbs(values)
+        wide = _encode_float_limbs_wide(values)
+        assert fast.base_exp == wide.base_exp
+        assert np.array_equal(fast.limbs, wide.limbs)
