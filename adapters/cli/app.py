@@ -626,9 +626,16 @@ def pipeline_status(
             state = {True: "current", False: "stale", None: "unknown"}
             _table(
                 f"{d['service']} in {d['out_dir']}",
-                ["day", "rows", "engine", "state", "written at"],
+                ["day", "rows", "engine", "runner", "state", "written at"],
                 [
-                    [x["day"], x["rows"], x["engine"], state[x["current"]], x["written_at"]]
+                    [
+                        x["day"],
+                        x["rows"],
+                        x["engine"],
+                        x.get("runner") or "local",  # days written before runners existed
+                        state[x["current"]],
+                        x["written_at"],
+                    ]
                     for x in d["days"]
                 ],
             )

@@ -188,12 +188,15 @@ class TestPipelineCommands:
 
     def test_status_human_and_json(self, trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert daeda("pipeline", "status", "feed_ranking", "--workspace", str(trained)) == 0
-        assert "current" in capsys.readouterr().out
+        human = capsys.readouterr().out
+        assert "current" in human and "runner" in human and "local" in human
         assert (
             daeda("pipeline", "status", "feed_ranking", "--workspace", str(trained), "--json") == 0
         )
         data = json.loads(capsys.readouterr().out)
-        assert [(d["day"], d["current"]) for d in data["days"]] == [(DAY, True)]
+        assert [(d["day"], d["current"], d["runner"]) for d in data["days"]] == [
+            (DAY, True, "local")
+        ]
 
     def test_preview_and_manifest(self, trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert (

@@ -16,6 +16,7 @@ integer arithmetic, every engine that honours the kernel contract returns the sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -559,11 +560,16 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
     if rest and n:
         lo0, hi0 = int(primary.min()), int(primary.max())
         lo1, hi1 = int(rest[0].min()), int(rest[0].max())
-        if (hi0 - lo0 + 1) * (hi1 - lo1 + 1) <= 2**63 - 1:
-            primary = (primary - np.int64(lo0)) * np.int64(hi1 - lo1 + 1) + (
-                rest[0] - np.int64(lo1)
-            )
+        size1 = hi1 - lo1 + 1
+        if (hi0 - lo0 + 1) * size1 <= 2**63 - 1:
+            primary = (primary - np.int64(lo0)) * np.int64(size1) + (rest[0] - np.int64(lo1))
             rest = rest[1:]
+        else:  # sparse first column (e.g. packed multi-column keys): pack its dense rank
+            distinct, dense = np.unique(primary, return_inverse=True)
+            if len(distinct) * size1 <= 2**63 - 1:
+                dense = dense.reshape(-1).astype(np.int64, copy=False)
+                primary = dense * np.int64(size1) + (rest[0] - np.int64(lo1))
+                rest = rest[1:]
     perm = np.argsort(primary).astype(np.int64, copy=False)
     if n < 2:
         return perm
@@ -800,6 +806,25 @@ def _encode_keys(spine: pa.Table, groups: list[_Group], keys: tuple[str, ...]) -
             g.key = _np(g.table[keys[0]]).astype(np.int64)
         return spine_cols[0]
     group_cols = [[_np(g.table[k]).astype(np.int64) for k in keys] for g in groups]
+    # Mixed radix: (k1 - min1) * range2 * ... + (k2 - min2) * ... is one int64 per combination
+    # when the ranges' product fits, which spares a sort of every row (np.unique).
+    lows, ranges = [], []
+    for i in range(len(keys)):
+        columns = [spine_cols[i], *(gc[i] for gc in group_cols)]
+        lows.append(min(int(c.min()) for c in columns if len(c)))
+        ranges.append(max(int(c.max()) for c in columns if len(c)) - lows[-1] + 1)
+    if math.prod(ranges) <= 2**63 - 1:
+
+        def packed(cols: list[np.ndarray]) -> np.ndarray:
+            code = np.zeros(len(cols[0]), dtype=np.int64)
+            for col, low, size in zip(cols, lows, ranges, strict=True):
+                code *= np.int64(size)
+                code += col - np.int64(low)  # in [0, size): no overflow, see the check above
+            return code
+
+        for g, gc in zip(groups, group_cols, strict=True):
+            g.key = packed(gc)
+        return packed(spine_cols)
     stacked = np.stack(
         [np.concatenate([spine_cols[i], *(gc[i] for gc in group_cols)]) for i in range(len(keys))],
         axis=1,

@@ -210,30 +210,36 @@ def encode_float_square_limbs(x: npt.ArrayLike) -> LimbEncoding:
     Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
     """
     a = _as_float64_1d(x, "encode_float_square_limbs")
-    _neg, mant, lsb, top, nonzero = _decompose(a)
-    base = _min_or_zero(lsb, nonzero)
-    shift = np.where(nonzero, 2 * (lsb - base), 0)
-    n_bits = 2 * _max_or_zero(top - base, nonzero)
-    k = max(1, -(-n_bits // LIMB_BITS))
-
-    # m = hi * 2**32 + lo with hi < 2**21: m**2 = hi**2 * 2**64 + 2*hi*lo * 2**32 + lo**2, each
-    # partial product fitting uint64 (< 2**42, < 2**54, < 2**64 respectively).
-    hi = mant >> _U(32)
-    lo = mant & _U32
-    q = shift >> 5
-    r = (shift & 31).astype(_U)
-    a0, a1, a2 = _split3(lo * lo, r)
-    b0, b1, b2 = _split3(_U(2) * hi * lo, r)
-    c0, c1, c2 = _split3(hi * hi, r)
-    # Local digits at columns q..q+4; each sum is < 3 * 2**32, so propagate carries now to get
-    # proper 32-bit digits (m**2 << r < 2**137 fits the five of them).
-    d = [a0, a1 + b0, a2 + b1 + c0, b2 + c1, c2]
-    for j in range(4):
-        d[j + 1] += d[j] >> _U(32)
-        d[j] &= _U32
-
-    limbs = np.zeros((a.size, k), dtype=np.int64)
-    _scatter_add(limbs, q, d, None)
+    if not a.size or not bool(np.any(a)):
+        return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
+    # The same base and top as a row-wise decomposition would give (lowest set bit overall,
+    # and |x| < 2**top), found without one: then the rows are encoded in blocks.
+    base = _lowest_set_bit_exponent(a)
+    top = int(np.frexp(max(abs(float(a.min())), abs(float(a.max()))))[1])
+    k = max(1, -(-(2 * (top - base)) // LIMB_BITS))
+    limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
+    for start in range(0, a.size, _BLOCK):
+        part = a[start : start + _BLOCK]
+        _neg, mant, lsb, _top, nonzero = _decompose(part)
+        shift = np.where(nonzero, 2 * (lsb - base), 0)
+        # m = hi * 2**32 + lo with hi < 2**21: m**2 = hi**2 * 2**64 + 2*hi*lo * 2**32 + lo**2,
+        # each partial product fitting uint64 (< 2**42, < 2**54, < 2**64 respectively).
+        hi = mant >> _U(32)
+        lo = mant & _U32
+        q = shift >> 5
+        r = (shift & 31).astype(_U)
+        a0, a1, a2 = _split3(lo * lo, r)
+        b0, b1, b2 = _split3(_U(2) * hi * lo, r)
+        c0, c1, c2 = _split3(hi * hi, r)
+        # Local digits at columns q..q+4; each sum is < 3 * 2**32, so propagate carries now to
+        # get proper 32-bit digits (m**2 << r < 2**137 fits the five of them).
+        d = [a0, a1 + b0, a2 + b1 + c0, b2 + c1, c2]
+        for j in range(4):
+            d[j + 1] += d[j] >> _U(32)
+            d[j] &= _U32
+        block = np.zeros((len(part), k), dtype=np.int64)
+        _scatter_add(block, q, d, None)
+        limbs[start : start + len(part)] = block
     return LimbEncoding(limbs=limbs, base_exp=2 * base)
 
 
