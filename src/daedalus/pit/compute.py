@@ -548,6 +548,12 @@ def _int64_array(
     return pa.Array.from_buffers(pa.int64(), len(values), [bitmap, pa.py_buffer(values)])
 
 
+def _repeats_often(values: np.ndarray) -> bool:
+    """Whether more than 1 in 20 values repeats another, judged on an even sample of ~4k."""
+    sample = values[:: max(1, len(values) // 4096)]
+    return len(np.unique(sample)) < 0.95 * len(sample)
+
+
 def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
     """The permutation sorting rows by `columns` lexicographically, then by row position.
 
@@ -564,7 +570,10 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
         if (hi0 - lo0 + 1) * size1 <= 2**63 - 1:
             primary = (primary - np.int64(lo0)) * np.int64(size1) + (rest[0] - np.int64(lo1))
             rest = rest[1:]
-        else:  # sparse first column (e.g. packed multi-column keys): pack its dense rank
+        elif _repeats_often(primary):
+            # A sparse first column with many repeats (e.g. packed multi-column keys) would
+            # leave long tied runs: pack its dense rank instead. (Mostly distinct values, such
+            # as timestamps, leave few ties: the sort alone is cheaper than ranking them.)
             distinct, dense = np.unique(primary, return_inverse=True)
             if len(distinct) * size1 <= 2**63 - 1:
                 dense = dense.reshape(-1).astype(np.int64, copy=False)
