@@ -3,8 +3,8 @@
 How it works (see `daedalus.pit.kernel` for the contract); every step is a Polars operation
 (no numpy at all); the results go back to Arrow with ``Series.to_arrow``:
 
-- Keys become dense ids in key order (Polars ``unique`` + hash join). Per time column, each
-  event gets one int64 code ``id * span + (time - tmin)`` whose order is the (key, time) order,
+- Keys become ids in key order: small non-negative keys are their own ids, others dense ids
+  (Polars ``unique`` + hash join). Per time column, each event gets one int64 code ``id * span + (time - tmin)`` whose order is the (key, time) order,
   so ONE global ``arg_sort`` (no ``.over(key)``, no multi-column sort) orders the events; when
   ``n_ids * span`` does not fit in int64, times are first replaced by their rank among the
   distinct event times (exact for ``<``-comparisons).
@@ -13,14 +13,17 @@ How it works (see `daedalus.pit.kernel` for the contract); every step is a Polar
   by ``search_sorted`` of the probe's two bound codes (same key, so both are inside the key's
   run and no per-key reset is needed). int64 prefix sums may wrap, but a difference of wrapped
   prefix sums is exact whenever the window's own sum fits (the core's guarantee).
-- MIN and MAX: events (sorted) and probes (null values) are merged with ``merge_sorted`` on a
-  code whose span leaves a gap wider than the window between keys, so one global
-  ``rolling_min_by`` / ``rolling_max_by`` (``closed="left"``: the strict upper bound) never
-  mixes keys. Windows longer than the time range (and lifetime windows) are rewritten exactly
-  into windows no longer than the range plus one, which keeps the span small. When the codes of
-  all keys do not fit in int64 the keys are processed in chunks; when not even one key's do
-  (times spread over more than ~2**62 us) an exact join of probes with their key's events
-  answers instead (cost: one row per such pair).
+- Lifetime MIN and MAX: one global ``cum_max`` of a (key, value) code, read at each probe's last
+  event before t (see `_lifetime_min_max`).
+- Finite MIN and MAX: the events some probe can see (`_Axis.seen_by_probes`) and the probes
+  (null values) are merged once with ``merge_sorted`` on a code whose span leaves a gap wider
+  than the longest window between keys, and each window is one global ``rolling_min_by`` /
+  ``rolling_max_by`` (``closed="left"``: the strict upper bound) over that merge (see
+  `_SharedUnion`); windows longer than the time range (and lifetime windows whose codes do not
+  fit) are rewritten exactly into windows no longer than the range plus one and merged on
+  their own. When the codes of all keys do not fit in int64 the keys are processed in chunks;
+  when not even one key's do (times spread over more than ~2**62 us) an exact join of probes
+  with their key's events answers instead (cost: one row per such pair).
 - COUNT_DISTINCT: an occurrence of (key, value) at ``e`` whose previous occurrence is at ``p``
   counts for ``t`` iff ``max(e, p + w) < t <= e + w``: two "points below t in the same key"
   counts, done with a sort of points and probes and a cumulative sum per key.
@@ -38,7 +41,6 @@ from typing import Final
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
 
@@ -142,8 +144,8 @@ def _compute(
 
 def _time_span(times: pa.ChunkedArray) -> int:
     """``max - min + 2`` of a time column: the code stride its `_Axis` would use."""
-    lo, hi = pc.min_max(times).values()
-    return int(hi.as_py()) - int(lo.as_py()) + 2
+    series = _series(times, "t")
+    return int(series.max()) - int(series.min()) + 2  # type: ignore[arg-type]
 
 
 class _Axis:
