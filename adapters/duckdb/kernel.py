@@ -464,6 +464,13 @@ def _time_column(
         selects.append("pre.m AS m")
     pass1 = sorted({c for _, c in aggregates})  # pass 2's columns stay out of its sort
     nulls = "".join(f", NULL::BIGINT AS {alias[c]}" for c in pass1)
+    # Sentinels are only read through differences of prefixes (sums, counts, frame lengths);
+    # a lifetime MIN/MAX alone needs none: no row of the key before t reads as NULL already.
+    sentinels = (
+        f"UNION ALL SELECT kr_key, {frame.literal(sentinel)}{nulls} FROM kr"
+        if summed or lengths
+        else ""
+    )
     event_rows = ", ".join(
         ["k", "t2"] + [f"1::BIGINT AS {alias[c]}" if c in counted_rows else alias[c] for c in pass1]
     )
@@ -487,7 +494,7 @@ def _time_column(
     sql = f"""
     WITH u AS (
         SELECT {event_rows} FROM ve
-        UNION ALL SELECT kr_key, {frame.literal(sentinel)}{nulls} FROM kr
+        {sentinels}
         {probe_rows}
     ),
     pre AS (
