@@ -159,7 +159,7 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
     # Libraries are imported before the clock starts, for every job alike: the figures are
     # the work, not the interpreter loading DuckDB or Polars.
     import duckdb
-    import polars  # noqa: F401
+    import polars as pl
 
     from daedalus.pit.engine import get_aggregate_pit_table
 
@@ -171,8 +171,6 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
         specs = asof_specs(root) if job.endswith("asof") else rolling_specs(root)
         result = aggregate(spine, specs)
     elif job == "naive-duckdb":
-        import duckdb
-
         con = duckdb.connect()
         con.execute(f"CREATE VIEW e AS SELECT * FROM read_parquet('{root / 'events.parquet'}')")
         con.register("s", spine.append_column("rid", pa.array(np.arange(spine.num_rows))))
@@ -192,8 +190,6 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
             f"AND e.event_ts < s.ts AND e.event_ts >= s.ts - INTERVAL 7 DAY GROUP BY s.rid ORDER BY s.rid"
         ).to_arrow_table()
     elif job == "naive-duckdb-asof":
-        import duckdb
-
         con = duckdb.connect()
         con.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{root / 'profiles.parquet'}')")
         con.register("s", spine)
@@ -201,8 +197,6 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
             "SELECT s.*, p.follower_count FROM s ASOF LEFT JOIN p ON s.user_id = p.user_id AND s.ts > p.valid_from"
         ).to_arrow_table()
     elif job == "naive-polars":
-        import polars as pl
-
         ev = pl.read_parquet(root / "events.parquet").select(
             "user_id", "event_ts", "action", "dwell_ms"
         )

@@ -129,9 +129,7 @@ class DuckDBKernel(WindowKernel):
         if chunks == 1:
             return parts[0]
         # Back to the probes' order: part rows are the probes at `positions`, in that order.
-        order = np.empty(n, dtype=np.int64)
-        order[np.concatenate(positions)] = np.arange(n, dtype=np.int64)
-        return pa.concat_tables(parts).take(pa.array(order)).combine_chunks()
+        return pa.concat_tables(parts).take(_placing(np.concatenate(positions))).combine_chunks()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # Results are put in probe order by id afterwards, so DuckDB need not keep row order.
@@ -186,6 +184,14 @@ def _check(events: pa.Table, probes: pa.Table, requests: Sequence[WindowRequest]
     outputs = [r.output for r in requests]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"request outputs must be unique, got {outputs}")
+
+
+def _placing(positions: np.ndarray) -> pa.Array:
+    """Indices that put rows back in order: row i of a result belongs at `positions[i]`
+    (a permutation of 0..len-1), so `result.take(_placing(positions))` is in that order."""
+    order = np.empty(len(positions), dtype=np.int64)
+    order[positions] = np.arange(len(positions), dtype=np.int64)
+    return pa.array(order)
 
 
 def _chunk_of(keys: pa.ChunkedArray, chunks: int) -> np.ndarray:
@@ -508,9 +514,7 @@ def _time_column(
     FROM b ASOF LEFT JOIN pre ON b.k = pre.k AND b.t2 > pre.t2
     """
     first = run.con.sql(sql).to_arrow_table()
-    order = np.empty(n * n_slots, dtype=np.int64)
-    order[first["pos"].combine_chunks().to_numpy()] = np.arange(first.num_rows, dtype=np.int64)
-    first = first.drop_columns(["pos"]).take(pa.array(order))
+    first = first.drop_columns(["pos"]).take(_placing(first["pos"].combine_chunks().to_numpy()))
 
     def at_slot(name: str, s: int) -> pa.Array:
         return first[name].combine_chunks().take(pa.array(np.arange(s, n * n_slots, n_slots)))
@@ -567,9 +571,7 @@ def _time_column(
     SELECT rid, {", ".join(aggregates2)} FROM u QUALIFY rid IS NOT NULL
     """
     second = run.con.sql(sql).to_arrow_table()
-    index = np.empty(n, dtype=np.int64)
-    index[second["rid"].combine_chunks().to_numpy()] = np.arange(second.num_rows, dtype=np.int64)
-    taken = second.take(pa.array(index))
+    taken = second.take(_placing(second["rid"].combine_chunks().to_numpy()))
     for i, r in enumerate(framed):
         out[r.output] = taken[f"q{i}"].combine_chunks()
     return out

@@ -348,12 +348,12 @@ def _schedule(
         by_column: dict[str, list[int]] = defaultdict(list)
         for i in members:
             r = reqs[i]
-            if r.op in _NULLABLE and not (
-                r.window_us is None and _lifetime_min_max(axes[time], sorted_values, r, i, out)
-            ):
-                by_window[r.window_us].append(i)
-            elif r.op not in _NULLABLE:
+            if r.op not in _NULLABLE:
                 by_column[r.column].append(i)
+            elif r.window_us is None and _lifetime_min_max(axes[time], sorted_values, r, i, out):
+                continue  # answered here: a running max, no rolling op
+            else:
+                by_window[r.window_us].append(i)
         rolling.extend((time, w, g) for w, g in by_window.items())
         prefix.extend((len(g), time, c, g) for c, g in by_column.items())
     prefix.sort(key=lambda task: -task[0])  # costliest first, so none is left alone at the end
@@ -531,13 +531,7 @@ class _SharedUnion:
         out: dict[int, tuple[pl.Series, pl.Series]],
     ) -> None:
         """The requests of `group` (one window `w`), over the shared merge."""
-        exprs = [
-            getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
-                _CODE, window_size=f"{w}i", closed="left"
-            ).alias(str(i))
-            for i in group
-        ]
-        result = self.union.select(*exprs).filter(self.is_probe)
+        result = self.union.select(*_rolling_exprs(reqs, group, w)).filter(self.is_probe)
         for i in group:
             out[i] = (self.pids, result[str(i)])
 
@@ -638,18 +632,24 @@ def _rolling(
     """
     right = probes.with_columns(pl.lit(None, pl.Int64).alias(c) for c in columns).sort(_CODE)
     union = left.merge_sorted(right, _CODE).with_columns(pl.col(_CODE).set_sorted())
-    exprs = [
-        getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
-            _CODE, window_size=f"{w}i", closed="left"
-        ).alias(str(i))
-        for i in group
-    ]
+    exprs = _rolling_exprs(reqs, group, w)
     result = union.select(pl.col(_PID), *exprs).filter(pl.col(_PID).is_not_null())
     if parts is not None:
         parts.append(result)
         return
     for i in group:
         out[i] = (result[_PID], result[str(i)])
+
+
+def _rolling_exprs(reqs: list[WindowRequest], group: list[int], w: int) -> list[pl.Expr]:
+    """``rolling_min_by``/``rolling_max_by`` of each request over ``[code - w, code)``; the
+    left-closed window is the strict upper bound. Outputs are named by request index."""
+    return [
+        getattr(pl.col(reqs[i].column), f"rolling_{reqs[i].op.value}_by")(
+            _CODE, window_size=f"{w}i", closed="left"
+        ).alias(str(i))
+        for i in group
+    ]
 
 
 def _min_max_by_join(

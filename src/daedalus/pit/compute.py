@@ -498,15 +498,11 @@ class _Group:
         ]
         self.table = self.table.select(list(dict.fromkeys(keep)))
         self.columns.clear()
+        kept = ("rank", "order", "valid", "rounded")
         self.cache = {
-            k: v
+            k: (None, v[1]) if k[0] == "order" else v  # min/max decoding needs only the lookup
             for k, v in self.cache.items()
-            if (isinstance(k, tuple) and k[0] in ("rank", "order", "valid", "rounded"))
-            or k == "all_rows"
-        }
-        self.cache = {
-            k: ((None, v[1]) if isinstance(k, tuple) and k[0] == "order" else v)
-            for k, v in self.cache.items()
+            if (isinstance(k, tuple) and k[0] in kept) or k == "all_rows"
         }
         self.key = None  # owned by the events table now
         pa.default_memory_pool().release_unused()  # give the freed source columns back

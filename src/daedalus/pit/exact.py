@@ -121,7 +121,7 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
     if not a.size or not bool(np.any(a)):
         return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
     base = _lowest_set_bit_exponent(a)
-    top = int(np.frexp(max(abs(float(a.min())), abs(float(a.max()))))[1])  # |value| < 2**top
+    top = _top_exponent(a)
     if top - base > 1000:  # |value| / 2**base would overflow float64: the integer path
         return _encode_float_limbs_wide(a)
     k = max(1, -(-(top - base) // LIMB_BITS))
@@ -148,6 +148,11 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
             limbs[lo : lo + len(part), j] = floor
             floor, higher = higher, floor
     return LimbEncoding(limbs=limbs, base_exp=base)
+
+
+def _top_exponent(a: npt.NDArray[np.float64]) -> int:
+    """The smallest `top` with every ``|value| < 2**top`` (finite, non-empty `a`)."""
+    return int(np.frexp(max(abs(float(a.min())), abs(float(a.max()))))[1])
 
 
 def _lowest_set_bit_exponent(a: npt.NDArray[np.float64]) -> int:
@@ -215,7 +220,7 @@ def encode_float_square_limbs(x: npt.ArrayLike) -> LimbEncoding:
     # The same base and top as a row-wise decomposition would give (lowest set bit overall,
     # and |x| < 2**top), found without one: then the rows are encoded in blocks.
     base = _lowest_set_bit_exponent(a)
-    top = int(np.frexp(max(abs(float(a.min())), abs(float(a.max()))))[1])
+    top = _top_exponent(a)
     k = max(1, -(-(2 * (top - base)) // LIMB_BITS))
     limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
     for start in range(0, a.size, _BLOCK):
