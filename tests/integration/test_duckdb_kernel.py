@@ -61,21 +61,6 @@ def test_bounds_of_different_probes_coincide() -> None:
     }
 
 
-def test_probes_without_events_duplicates_and_all_null_windows() -> None:
-    events = one_key_events([1, 2, 3], [None, None, 5])
-    probes = pa.table(
-        {KEY: pa.array([1, 2, 1, 1], pa.int64()), PROBE_TIME: pa.array([3, 3, 3, 4], pa.int64())}
-    )
-    got = assert_matches_reference(events, probes, every_op(10))
-    assert got.to_pydict() == {
-        "count": [0, 0, 0, 1],
-        "sum": [0, 0, 0, 5],
-        "min": [None, None, None, 5],
-        "max": [None, None, None, 5],
-        "count_distinct": [0, 0, 0, 1],
-    }
-
-
 def test_all_null_and_all_zero_columns() -> None:
     for values, window in itertools.product(([None, None], [0, None], [0, 0]), (None, 1)):
         events = one_key_events([1, 2], values)

@@ -11,7 +11,7 @@ from daedalus.adapters.polars.kernel import PolarsKernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daedalus.pit.kernel import WindowKernel
+from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel
 from tests.kernel_contract import (
     EMPTY_WINDOW,
     EXAMPLES,
@@ -98,4 +98,20 @@ def test_a_lifetime_window_has_no_lower_bound_but_keeps_the_strict_upper_one(
         "min": [4, 4],
         "max": [4, 9],
         "count_distinct": [1, 2],
+    }
+
+
+@KERNELS
+def test_probes_without_events_duplicates_and_all_null_windows(kernel: WindowKernel) -> None:
+    events = one_key_events([1, 2, 3], [None, None, 5])
+    probes = pa.table(
+        {KEY: pa.array([1, 2, 1, 1], pa.int64()), PROBE_TIME: pa.array([3, 3, 3, 4], pa.int64())}
+    )
+    got = assert_matches_reference(kernel, events, probes, every_op(10))
+    assert got.to_pydict() == {
+        "count": [0, 0, 0, 1],
+        "sum": [0, 0, 0, 5],
+        "min": [None, None, None, 5],
+        "max": [None, None, None, 5],
+        "count_distinct": [0, 0, 0, 1],
     }

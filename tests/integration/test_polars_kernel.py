@@ -31,21 +31,6 @@ def assert_matches_reference(
 # ----------------------------------------------------------------------------- named cases
 
 
-def test_probes_without_events_duplicates_and_all_null_windows() -> None:
-    events = one_key_events([1, 2, 3], [None, None, 5])
-    probes = pa.table(
-        {KEY: pa.array([1, 2, 1, 1], pa.int64()), PROBE_TIME: pa.array([3, 3, 3, 4], pa.int64())}
-    )
-    got = assert_matches_reference(events, probes, every_op(10))
-    assert got.to_pydict() == {
-        "count": [0, 0, 0, 1],
-        "sum": [0, 0, 0, 5],
-        "min": [None, None, None, 5],
-        "max": [None, None, None, 5],
-        "count_distinct": [0, 0, 0, 1],
-    }
-
-
 def test_empty_events_probes_and_requests() -> None:
     no_events = one_key_events([], [])
     got = assert_matches_reference(no_events, probes_at([1, 2]), every_op(5))
