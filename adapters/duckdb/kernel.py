@@ -155,12 +155,6 @@ def _chunk(
     n = probes.num_rows
     rid = pa.array(np.arange(n, dtype=np.int64))
     con.register("pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid}))
-    # Each probed key's first and last probe time, for the event filter of every pass.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE kr AS SELECT {_quote(KEY)} AS kr_key, "
-        f"min({_quote(PROBE_TIME)}) AS kr_lo, max({_quote(PROBE_TIME)}) AS kr_hi "
-        f"FROM pr GROUP BY {_quote(KEY)}"
-    )
     run = _Run(
         con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0), _min_max(probes[KEY]) or (0, 0)
     )
@@ -219,6 +213,14 @@ def _min_max(column: pa.ChunkedArray) -> tuple[int, int] | None:
 def _quote(name: str) -> str:
     """A SQL identifier for any column name."""
     return '"' + name.replace('"', '""') + '"'
+
+
+#: Each probed key's first and last probe time (a CTE over the probes `pr`): the event filter
+#: of every pass (see `_TimeFrame.visible_events`) and the keys of the sentinel rows.
+_KR = (
+    f"kr AS (SELECT {_quote(KEY)} AS kr_key, min({_quote(PROBE_TIME)}) AS kr_lo, "
+    f"max({_quote(PROBE_TIME)}) AS kr_hi FROM pr GROUP BY {_quote(KEY)})"
+)
 
 
 def _big(value: int) -> str:
@@ -439,10 +441,14 @@ def _time_column(
         f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns if c not in counted_rows
     )
     visible = frame.visible_events([windows[r.output] for r in live])
-    run.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE ve AS "
-        f"SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t2{event_values} FROM {visible}"
-    )
+    ve = f"SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t2{event_values} FROM {visible}"
+    # `ve` is read by both passes when there are two (so it is stored once), else it is a CTE
+    # of pass 1: a temp table costs a write and, at the end, a free (~10% of an as-of call).
+    if framed:
+        run.con.execute(f"CREATE OR REPLACE TEMP TABLE ve AS WITH {_KR} {ve}")
+        ctes = f"{_KR},"
+    else:
+        ctes = f"{_KR}, ve AS ({ve}),"
     sentinel = -(2**62) if frame.time_sql == "BIGINT" else -(2**126)
 
     # -- pass 1: prefixes of every row, read at every probe's bounds
@@ -498,7 +504,8 @@ def _time_column(
         + (f", {bounds}" if bounds else "")
     )
     sql = f"""
-    WITH u AS (
+    WITH {ctes}
+    u AS (
         SELECT {event_rows} FROM ve
         {sentinels}
         {probe_rows}
@@ -517,7 +524,10 @@ def _time_column(
     first = first.drop_columns(["pos"]).take(_placing(first["pos"].combine_chunks().to_numpy()))
 
     def at_slot(name: str, s: int) -> pa.Array:
-        return first[name].combine_chunks().take(pa.array(np.arange(s, n * n_slots, n_slots)))
+        column = first[name].combine_chunks()
+        if n_slots == 1:
+            return column
+        return column.take(pa.array(np.arange(s, n * n_slots, n_slots)))
 
     def at_slot_np(name: str, s: int) -> np.ndarray:
         return first[name].combine_chunks().to_numpy()[s::n_slots]

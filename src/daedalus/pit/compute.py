@@ -468,7 +468,8 @@ class _Group:
                 columns.append(self.created)
             if value_column is not None:
                 columns.append(self.order_key(value_column)[0])
-            perm = _stable_order(columns)
+            perm, tied = _stable_order_runs(columns)
+            self.cache[("tied", value_column)] = tied
             rank = np.empty(n, dtype=np.int64)
             rank[perm] = np.arange(n, dtype=np.int64)
             self.cache[cache_key] = (rank, perm)
@@ -557,6 +558,15 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
     ranges allow, else the first column) orders all but the runs of equal keys; only the rows
     of those runs, usually few, are then sorted by the remaining columns and position.
     """
+    return _stable_order_runs(columns)[0]
+
+
+def _stable_order_runs(
+    columns: list[np.ndarray],
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """`_stable_order`, and the rows that share their sort key with another (`rows`, in order)
+    with the number of their run of equal keys (`run`): only such rows can be equal in every
+    column, so they are all a search for duplicate rows needs to look at."""
     n = len(columns[0])
     primary, rest = columns[0], columns[1:]
     if rest and n:
@@ -576,12 +586,13 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
                 primary = dense * np.int64(size1) + (rest[0] - np.int64(lo1))
                 rest = rest[1:]
     perm = np.argsort(primary).astype(np.int64, copy=False)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if n < 2:
-        return perm
+        return perm, none
     ordered = primary[perm]
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
-        return perm
+        return perm, none
     in_run = np.zeros(n, dtype=bool)
     in_run[1:] |= tied
     in_run[:-1] |= tied
@@ -589,8 +600,9 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
     run = np.cumsum(np.concatenate([[True], ~tied]))[in_run]
     # np.lexsort sorts by its last key first: run, then the remaining columns, then position.
     order = np.lexsort([rows, *(c[rows] for c in reversed(rest)), run])
-    perm[in_run] = rows[order]
-    return perm
+    rows = rows[order]
+    perm[in_run] = rows
+    return perm, (rows, run)
 
 
 # -- planning and decoding per spec ----------------------------------------------------------
@@ -913,20 +925,17 @@ def _count_asof_ties(g: _Group, report: PitReport) -> None:
     """Count the rows of an as-of source that tie with another on (key, ts, created)."""
     if not any(isinstance(s, AsOfSpec) for s in g.specs) or g.table.num_rows < 2:
         return
-    _, perm = g.rank(None)  # sorted by (ts, created): rows that can tie are adjacent runs
-    ts = g.ts[perm]
-    cr = g.created[perm] if g.created is not None else ts
-    same_time = (ts[1:] == ts[:-1]) & (cr[1:] == cr[:-1])
-    if not same_time.any():
+    g.rank(None)  # sorted by (ts, created): only rows in runs of an equal sort key can tie
+    rows, run = g.cache[("tied", None)]
+    if not len(rows):
         return
-    # Only rows in runs of equal (ts, created) can tie: sort those few by (run, key).
-    in_run = np.zeros(len(perm), dtype=bool)
-    in_run[1:] |= same_time
-    in_run[:-1] |= same_time
-    run = np.cumsum(np.concatenate([[True], ~same_time]))[in_run]
-    key = g.key[perm][in_run]
-    order = np.lexsort([key, run])
-    run, key = run[order], key[order]
-    ties = int(((run[1:] == run[:-1]) & (key[1:] == key[:-1])).sum())
+    # The sort key may hold ts alone: compare every column, within runs (sorted by run first).
+    columns = [g.ts[rows], *([] if g.created is None else [g.created[rows]]), g.key[rows]]
+    order = np.lexsort([*reversed(columns), run])
+    same = run[order][1:] == run[order][:-1]
+    for c in columns:
+        c = c[order]
+        same &= c[1:] == c[:-1]
+    ties = int(same.sum())
     if ties:
         report.asof_ties[g.source.name] = report.asof_ties.get(g.source.name, 0) + ties
