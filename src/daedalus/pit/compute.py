@@ -678,7 +678,7 @@ class _Planned:
         return self._decode_aggregation(spec, result)
 
     def _column(self, result: pa.Table, name: str) -> np.ndarray:
-        return _np(pc.fill_null(result[self.outputs[name]], 0)).astype(np.int64)
+        return _np(pc.fill_null(result[self.outputs[name]], 0)).astype(np.int64, copy=False)
 
     def _decode_asof(self, spec: AsOfSpec, result: pa.Table, probe_times: np.ndarray) -> pa.Array:
         g = self.group
@@ -817,12 +817,12 @@ def _null_where(values: pa.Array | pa.ChunkedArray, null: np.ndarray, t: pa.Data
 
 def _encode_keys(spine: pa.Table, groups: list[_Group], keys: tuple[str, ...]) -> np.ndarray:
     """One int64 per key combination, shared by the spine and every group of these keys."""
-    spine_cols = [_np(spine[k]).astype(np.int64) for k in keys]
+    spine_cols = [_np(spine[k]).astype(np.int64, copy=False) for k in keys]
     if len(keys) == 1:
         for g in groups:
-            g.key = _np(g.table[keys[0]]).astype(np.int64)
+            g.key = _np(g.table[keys[0]]).astype(np.int64, copy=False)
         return spine_cols[0]
-    group_cols = [[_np(g.table[k]).astype(np.int64) for k in keys] for g in groups]
+    group_cols = [[_np(g.table[k]).astype(np.int64, copy=False) for k in keys] for g in groups]
     # Mixed radix: (k1 - min1) * range2 * ... + (k2 - min2) * ... is one int64 per combination
     # when the ranges' product fits, which spares a sort of every row (np.unique).
     lows, ranges = [], []
