@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/compute.py                    # default: 10M events, 1M spine rows
     .venv/bin/python bench/compute.py --events 1000000 --spine 100000 --users 50000
-    .venv/bin/python bench/compute.py --repeat 3          # median of 3 runs per job
+    .venv/bin/python bench/compute.py --repeat 3          # median of 3 rounds of every job
 
 Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
-RSS. The engines' results are checked to be bit-identical to each other; the naive baselines'
+RSS. With --repeat, every round runs each job once, so machine drift touches all jobs alike; the
+as-of jobs are also compared with the bare ASOF JOIN round by round. The engines' results are checked to be bit-identical to each other; the naive baselines'
 float sums are compared with the exact ones and the share of bit-equal values is printed.
 """
 
@@ -306,14 +307,18 @@ def main() -> None:
             f"data: {args.events:,} events, {args.spine:,} spine rows, {args.users:,} users, "
             f"{args.days} days, seed {args.seed} (generated in {time.perf_counter() - t0:.1f}s)"
         )
-        print(f"{'job':<20}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}  note")
-        outputs = {}
-        for job in args.jobs.split(","):
-            out = root / f"{job}.parquet"
-            cmd = [sys.executable, __file__, "--child", job, str(root), str(out)]
-            runs: list[dict] = []
-            failure = ""
-            for _ in range(max(1, args.repeat)):
+        jobs = args.jobs.split(",")
+        runs: dict[str, list[dict]] = {job: [] for job in jobs}
+        failures: dict[str, str] = {}
+        # Rounds go through every job once, so a drift in the machine's speed (this VM's is
+        # ±10% over minutes) touches every job alike, and round r's runs can be compared.
+        for r in range(max(1, args.repeat)):
+            for job in jobs:
+                if job in failures:
+                    continue
+                print(f"round {r + 1}: {job}", file=sys.stderr, flush=True)
+                out = root / f"{job}.parquet"
+                cmd = [sys.executable, __file__, "--child", job, str(root), str(out)]
                 try:
                     proc = subprocess.run(
                         cmd,
@@ -323,42 +328,60 @@ def main() -> None:
                         env={**os.environ, "PYTHONWARNINGS": "ignore"},
                     )
                 except subprocess.TimeoutExpired:
-                    failure = f"{'>' + str(int(args.timeout)):>10}{'-':>14}{'-':>14}  stopped at the timeout"
-                    break
+                    failures[job] = (
+                        f"{'>' + str(int(args.timeout)):>10}{'-':>14}{'-':>14}  stopped at the timeout"
+                    )
+                    continue
                 if proc.returncode != 0:
                     last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                    failure = f"{'failed':>10}{'-':>14}{'-':>14}  {last[:80]}"
-                    break
-                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            if failure:
-                print(f"{job:<20}{failure}")
+                    failures[job] = f"{'failed':>10}{'-':>14}{'-':>14}  {last[:80]}"
+                    continue
+                runs[job].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"{'job':<20}{'seconds':>10}{'rows/s':>14}{'peak RSS MB':>14}  note")
+        outputs = {job: root / f"{job}.parquet" for job in jobs if job not in failures}
+        for job in jobs:
+            if job in failures:
+                print(f"{job:<20}{failures[job]}")
                 continue
-            seconds = sorted(r["seconds"] for r in runs)
-            median = seconds[len(seconds) // 2]
-            peak = max(r["peak_rss_mb"] for r in runs)
-            rows = runs[0]["rows"]
-            outputs[job] = out
-            notes = []
-            if len(runs) > 1:
-                notes.append(f"median of {len(runs)}: {seconds[0]:.2f}-{seconds[-1]:.2f}s")
-            if job == "polars" and "duckdb" in outputs:
-                same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
-                notes.append("bit-identical to duckdb" if same else "DIFFERS from duckdb")
-            if job == "polars-asof" and "duckdb-asof" in outputs:
-                same = bits_equal(pq.read_table(outputs["duckdb-asof"]), pq.read_table(out))
-                notes.append("bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof")
-            if job.startswith("naive") and not job.endswith("asof") and "duckdb" in outputs:
-                exact = pq.read_table(outputs["duckdb"])
-                naive = pq.read_table(out)
-                a = np.asarray(exact["sum_7d"].fill_null(0.0)).view(np.int64)
-                b = np.asarray(naive["sum_7d"].cast(pa.float64()).fill_null(0.0)).view(np.int64)
-                if len(a) == len(b):
-                    notes.append(
-                        f"sum_7d bit-equal to the exact sum in {np.mean(a == b):.1%} of rows"
-                    )
-            print(
-                f"{job:<20}{median:>10.2f}{rows / median:>14,.0f}{peak:>14,.0f}  {'; '.join(notes)}"
-            )
+            print(f"{job:<20}{_row(job, runs, outputs)}")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path]) -> str:
+    """One job's line: median seconds, rows/s, peak RSS and notes (checks against the others)."""
+    seconds = sorted(r["seconds"] for r in runs[job])
+    median = _median(seconds)
+    peak = max(r["peak_rss_mb"] for r in runs[job])
+    rows = runs[job][0]["rows"]
+    out = outputs[job]
+    notes = []
+    if len(seconds) > 1:
+        notes.append(f"median of {len(seconds)}: {seconds[0]:.2f}-{seconds[-1]:.2f}s")
+    if job == "polars" and "duckdb" in outputs:
+        same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
+        notes.append("bit-identical to duckdb" if same else "DIFFERS from duckdb")
+    if job == "polars-asof" and "duckdb-asof" in outputs:
+        same = bits_equal(pq.read_table(outputs["duckdb-asof"]), pq.read_table(out))
+        notes.append("bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof")
+    if job in ("duckdb-asof", "polars-asof") and "naive-duckdb-asof" in outputs:
+        # Runs of one round ran minutes apart at most: their ratio is the fair comparison.
+        paired = [
+            a["seconds"] / b["seconds"]
+            for a, b in zip(runs[job], runs["naive-duckdb-asof"], strict=False)
+        ]
+        notes.append(f"{_median(paired):.2f}x the ASOF JOIN (median of paired runs)")
+    if job.startswith("naive") and not job.endswith("asof") and "duckdb" in outputs:
+        exact = pq.read_table(outputs["duckdb"])
+        naive = pq.read_table(out)
+        a = np.asarray(exact["sum_7d"].fill_null(0.0)).view(np.int64)
+        b = np.asarray(naive["sum_7d"].cast(pa.float64()).fill_null(0.0)).view(np.int64)
+        if len(a) == len(b):
+            notes.append(f"sum_7d bit-equal to the exact sum in {np.mean(a == b):.1%} of rows")
+    return f"{median:>10.2f}{rows / median:>14,.0f}{peak:>14,.0f}  {'; '.join(notes)}"
 
 
 if __name__ == "__main__":
