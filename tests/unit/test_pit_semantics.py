@@ -144,6 +144,29 @@ class TestAsOf:
         assert out["x_asof"].to_pylist() == [2.0]
         assert report.asof_ties == {"events": 1}
 
+    def test_only_rows_equal_in_key_time_and_created_count_as_ties(self) -> None:
+        def row(user: int, created: int, x: float) -> dict:
+            return {"user_id": user, "event_ts": T - HOUR, "created_ts": created, "x": x}
+
+        src = events(
+            [
+                row(1, T - 20, 1.0),
+                row(2, T - 20, 2.0),  # same times, other key: not a tie
+                row(1, T - 10, 3.0),  # same key and event time, other created: not a tie
+                row(1, T - 20, 4.0),  # ties with the first row
+                row(3, T - 30, 5.0),
+                row(3, T - 30, 6.0),
+                row(3, T - 30, 7.0),  # three equal rows: two ties
+            ]
+        )
+        spec = AsOfSpec("x_asof", "x", ("user_id",), src)
+        report = PitReport()
+        out = InMemoryAggregator().aggregate_pit_table(
+            spine((1, T), (2, T), (3, T)), [spec], report=report
+        )
+        assert out["x_asof"].to_pylist() == [3.0, 2.0, 7.0]
+        assert report.asof_ties == {"events": 3}
+
 
 class TestFunctions:
     rows: ClassVar[list[dict]] = [

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from daedalus.pit.compute import _stable_order
+from daedalus.pit.compute import _stable_order, _stable_order_runs
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -32,3 +32,20 @@ def test_equals_a_lexsort_with_row_position_last(cols: list[np.ndarray]) -> None
     n = len(cols[0])
     expected = np.lexsort([np.arange(n), *reversed(cols)]) if n else np.zeros(0, np.int64)
     assert np.array_equal(_stable_order(cols), expected)
+
+
+@given(columns())
+def test_runs_hold_every_row_equal_to_another_in_every_column(cols: list[np.ndarray]) -> None:
+    """The tied runs are what the as-of tie count searches: no fully equal row may be missing,
+    rows in one run share the sort's key, and `rows` lists them in the sorted order."""
+    perm, (rows, run) = _stable_order_runs(cols)
+    n = len(cols[0])
+    table = np.stack(cols, axis=1) if n else np.zeros((0, len(cols)), np.int64)
+    duplicated = {i for i in range(n) for j in range(n) if i != j and (table[i] == table[j]).all()}
+    assert duplicated <= set(rows.tolist())
+    assert len(rows) == len(run) and np.all(np.diff(run) >= 0)
+    position = np.empty(n, np.int64)
+    position[perm] = np.arange(n)
+    assert np.all(np.diff(position[rows]) > 0)
+    for r in np.unique(run):  # rows of one run are equal in the first column at least
+        assert len(set(cols[0][rows[run == r]].tolist())) == 1
