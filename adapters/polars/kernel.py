@@ -92,7 +92,7 @@ def _placed(
 
     Results that share their probe rows (most do: one order per time column) are placed
     together, by ONE gather of all their columns (Polars runs the columns in parallel; a
-    scatter per column costs ~4x as much); probes without a value get the empty-window answer.
+    scatter per column cost 2-4x as much); probes without a value get the empty-window answer.
     """
     groups: list[tuple[pl.Series, list[int]]] = []
     for i, (pids, _) in results.items():

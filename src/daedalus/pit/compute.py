@@ -469,7 +469,8 @@ class _Group:
             if value_column is not None:
                 columns.append(self.order_key(value_column)[0])
             perm, tied = _stable_order_runs(columns)
-            self.cache[("tied", value_column)] = tied
+            if value_column is None:  # kept for the as-of tie count (until `release`)
+                self.cache[("tied", None)] = tied
             rank = np.empty(n, dtype=np.int64)
             rank[perm] = np.arange(n, dtype=np.int64)
             self.cache[cache_key] = (rank, perm)
