@@ -385,7 +385,8 @@ def _time_column(
 ) -> dict[str, pa.Array]:
     """Every request on one time column, in one or two passes (see the module docstring).
 
-    The visible events are copied once into a temp table `ve` (key, doubled time, values).
+    The visible events `ve` (key, doubled time, values) are copied once into a temp table when
+    pass 2 reads them too, else read by pass 1 as a CTE.
 
     Pass 1 is ONE window pass over `ve`, in the global (key, time) order with the default RANGE
     frame (rows at one time share their prefix), plus one sentinel row per probed key below
