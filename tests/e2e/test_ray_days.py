@@ -126,11 +126,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train(
-    workspace: Path, out: Path, env: dict[str, str], *extra: str
-) -> tuple[int, dict[str, Any], str]:
-    """`daeda pipeline train feed_ranking --json` over DAYS; returns (exit code, JSON, stderr)."""
-    cmd = [
+def train_command(workspace: Path, out: Path, end: dt.date, *extra: str) -> list[str]:
+    """`daeda pipeline train feed_ranking --json` over START..end."""
+    return [
         str(BIN / "daeda"),
         "pipeline",
         "train",
@@ -144,10 +142,17 @@ def train(
         "--start",
         str(START),
         "--end",
-        str(END),
+        str(end),
         "--json",
         *extra,
     ]
+
+
+def train(
+    workspace: Path, out: Path, env: dict[str, str], *extra: str
+) -> tuple[int, dict[str, Any], str]:
+    """`daeda pipeline train feed_ranking --json` over DAYS; returns (exit code, JSON, stderr)."""
+    cmd = train_command(workspace, out, END, *extra)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     try:
         data = json.loads(done.stdout)
@@ -288,25 +293,9 @@ def test_interrupting_the_driver_cancels_the_days_in_flight_cleanly(
     """Ctrl-C while days run on the cluster: the driver cancels their tasks, which throw their
     staging away before it exits; what was published is whole."""
     out = tmp_path / "out"
-    cmd = [
-        str(BIN / "daeda"),
-        "pipeline",
-        "train",
-        "feed_ranking",
-        "--workspace",
-        str(workspace),
-        "--catalog",
-        str(workspace / "feature_views"),
-        "--out",
-        str(out),
-        "--start",
-        str(START),
-        "--end",
-        str(END + dt.timedelta(days=2)),
-        "--ray-address",
-        cluster["address"],
-        "--json",
-    ]
+    cmd = train_command(
+        workspace, out, END + dt.timedelta(days=2), "--ray-address", cluster["address"]
+    )
     proc = subprocess.Popen(
         cmd, env=cluster["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
