@@ -11,7 +11,7 @@ from daedalus.adapters.duckdb.aggregator import DuckDBAggregator
 from daedalus.adapters.duckdb.kernel import DuckDBKernel
 from hypothesis import given, settings
 
-from daedalus.catalog.model import AggFunction
+from daedalus.catalog.model import AggFunction, FilterDef
 from daedalus.pit import Engine, get_aggregate_pit_table
 from daedalus.pit.compute import PitReport
 from daedalus.pit.errors import PitError
@@ -109,6 +109,66 @@ def test_parquet_sources_are_read_only_in_the_visible_range(tmp_path) -> None:
     get_aggregate_pit_table("duckdb")(late, windowed, report=report)
     # 1h window + 5m delay before the earliest spine time: only the last day's rows are read.
     assert 0 < report.source_rows["events"] < 60_000 / 2
+
+
+def test_a_filter_column_read_from_parquet_gives_what_the_same_rows_in_memory_give(
+    tmp_path,
+) -> None:
+    """Filter-only string columns are read dictionary-encoded from parquet (each row group has
+    its own dictionary, nulls included): the matches must be those of the plain strings."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    n = 20_000
+    ts = BASE + rng.integers(0, 2 * 24 * 60, n) * MINUTE
+    actions = rng.choice(np.array(["view", "like", "share", None], dtype=object), n)
+    actions[: n // 4] = rng.choice(np.array(["view", None], dtype=object), n // 4)  # fewer values
+    events = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, 50, n), pa.int64()),
+            "event_ts": pa.array(ts, pa.int64()).cast(TS),
+            "created_ts": pa.array(ts, pa.int64()).cast(TS),
+            "action": pa.array(actions, pa.string()),
+            "x": pa.array(rng.normal(0, 10, n)),
+            "f32": pa.array(rng.random(n).astype("float32")),
+            "n": pa.array(rng.integers(-9, 9, n), pa.int64()),
+            "flag": pa.array(rng.random(n) < 0.5),
+        },
+        schema=SOURCE_SCHEMA,
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(events, path, row_group_size=3_000)
+    spine = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, 55, 2_000), pa.int64()),
+            "ts": pa.array(BASE + rng.integers(0, 3 * 24 * 60, 2_000) * MINUTE, pa.int64()).cast(
+                TS
+            ),
+        }
+    )
+
+    def specs(source: SourceSpec) -> list[AggregationSpec]:
+        return [
+            AggregationSpec(
+                f"{fn.value}_{'_'.join(values)}",
+                fn,
+                ("user_id",),
+                source,
+                6 * 60 * MINUTE,
+                None if fn is AggFunction.COUNT else "x",
+                filters=(FilterDef("action", values),),
+            )
+            for fn in (AggFunction.COUNT, AggFunction.SUM, AggFunction.MAX)
+            for values in (("like",), ("view", "share"), ("nothing",))
+        ]
+
+    on_disk = SourceSpec("events", "event_ts", SOURCE_SCHEMA, paths=(str(path),))
+    in_memory = SourceSpec("events", "event_ts", SOURCE_SCHEMA, table=events)
+    expected = reference_pit_table(spine, specs(in_memory))
+    for engine in ("duckdb", "polars"):
+        got = get_aggregate_pit_table(engine)(spine, specs(on_disk))
+        assert_bit_equal(got, expected, labels=(f"{engine} from parquet", "reference"))
+    assert pa.compute.sum(expected["count_like"]).as_py() > 0
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "polars"])

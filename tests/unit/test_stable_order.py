@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from daedalus.pit.compute import _stable_order, _stable_order_runs
+from daedalus.pit.compute import _argsort, _stable_order, _stable_order_runs
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -49,3 +49,21 @@ def test_runs_hold_every_row_equal_to_another_in_every_column(cols: list[np.ndar
     assert np.all(np.diff(position[rows]) > 0)
     for r in np.unique(run):  # rows of one run are equal in the first column at least
         assert len(set(cols[0][rows[run == r]].tolist())) == 1
+
+
+@given(
+    hnp.arrays(
+        np.int64,
+        st.integers(0, 60),
+        elements=st.one_of(st.integers(-5, 5), INT64, st.integers(2**57, 2**57 + 3)),
+    )
+)
+def test_argsort_is_a_stable_sort_and_returns_the_sorted_values(values: np.ndarray) -> None:
+    """Both paths: packed with positions (range and positions fit in 64 bits) or indirect."""
+    perm, ordered = _argsort(values)
+    expected = np.argsort(values, kind="stable")
+    assert np.array_equal(values[perm], values[expected])
+    assert np.array_equal(ordered, values[expected])
+    assert sorted(perm.tolist()) == list(range(len(values)))
+    if len(values) and (int(values.max()) - int(values.min())).bit_length() + 6 <= 64:
+        assert np.array_equal(perm, expected)  # the packed path is stable

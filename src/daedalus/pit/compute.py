@@ -226,7 +226,14 @@ class _Group:
             else t_min - max(b for b in lookbacks if b is not None)
         )
         min_delay = min(s.delay_us for s in self.specs)
-        table = read_source(src, columns, lo, t_max - min_delay)
+        # Columns only compared with filter values are read dictionary-encoded (see
+        # `filter_mask`): most are strings with a handful of distinct values.
+        filter_only = {
+            f.column for s in self.specs if isinstance(s, AggregationSpec) for f in s.filters
+        }
+        filter_only -= {*self.keys, src.timestamp, src.created_timestamp}
+        filter_only -= {s.column for s in self.specs}
+        table = read_source(src, columns, lo, t_max - min_delay, dictionary=sorted(filter_only))
         where = f"source of {src.name!r}"
         key_valid = np.ones(table.num_rows, dtype=bool)
         for key in self.keys:
@@ -293,8 +300,7 @@ class _Group:
             for flt in filters:
                 col = self.table[flt.column]
                 values = pa.array(list(flt.values), type=self.source.schema.field(flt.column).type)
-                hit = pc.fill_null(pc.is_in(col, value_set=values.cast(col.type)), False)
-                mask &= _np(hit).astype(bool)
+                mask &= _is_in(col, values)
             self.cache[key] = mask
         return self.cache[key]
 
@@ -528,6 +534,23 @@ class _Group:
         return pa.table(arrays)
 
 
+def _is_in(column: pa.ChunkedArray, values: pa.Array) -> np.ndarray:
+    """Whether each row's value is one of `values` (a null is not).
+
+    A dictionary-encoded column is matched on each chunk's dictionary, then the hits are
+    gathered by index: far cheaper than matching every row's string.
+    """
+    if not pa.types.is_dictionary(column.type):
+        hit = pc.is_in(column, value_set=values.cast(column.type))
+        return _np(pc.fill_null(hit, False)).astype(bool)
+    value_type = column.type.value_type
+    parts = []
+    for chunk in column.chunks:
+        in_dictionary = pc.is_in(chunk.dictionary, value_set=values.cast(value_type))
+        parts.append(_np(pc.fill_null(in_dictionary.take(chunk.indices), False)).astype(bool))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
 def _int64_array(
     values: np.ndarray, valid: np.ndarray | None, bitmaps: dict[int, pa.Buffer]
 ) -> pa.Array:
@@ -550,6 +573,31 @@ def _repeats_often(values: np.ndarray) -> bool:
     """Whether more than 1 in 20 values repeats another, judged on an even sample of ~4k."""
     sample = values[:: max(1, len(values) // 4096)]
     return len(np.unique(sample)) < 0.95 * len(sample)
+
+
+def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The permutation sorting int64 `values` (ties by position), and the sorted values.
+
+    When the values' range and the row positions fit in 64 bits together, each value's offset
+    from the minimum is packed with its position into one uint64 and sorted directly (numpy's
+    vectorised sort): 3-4x faster than an indirect `argsort`, and stable. Otherwise an
+    indirect sort (unstable: callers order tied runs themselves).
+    """
+    n = len(values)
+    if n:
+        lo, hi = int(values.min()), int(values.max())
+        shift = max(n - 1, 1).bit_length()
+        if (hi - lo).bit_length() + shift <= 64:
+            packed = (values - np.int64(lo)).view(np.uint64) << np.uint64(shift)
+            packed |= np.arange(n, dtype=np.uint64)
+            packed.sort()
+            perm = (packed & np.uint64((1 << shift) - 1)).view(np.int64)
+            packed >>= np.uint64(shift)
+            ordered = packed.view(np.int64)
+            ordered += np.int64(lo)  # wraps back to the value when lo < 0
+            return perm, ordered
+    perm = np.argsort(values).astype(np.int64, copy=False)
+    return perm, values[perm]
 
 
 def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
@@ -586,11 +634,10 @@ def _stable_order_runs(
                 dense = dense.reshape(-1).astype(np.int64, copy=False)
                 primary = dense * np.int64(size1) + (rest[0] - np.int64(lo1))
                 rest = rest[1:]
-    perm = np.argsort(primary).astype(np.int64, copy=False)
+    perm, ordered = _argsort(primary)
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if n < 2:
         return perm, none
-    ordered = primary[perm]
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return perm, none

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,13 @@ def timestamps_to_micros(
     return micros.astype(np.int64, copy=False)
 
 
-def _check_columns(source: SourceSpec, schema: pa.Schema, columns: list[str], where: str) -> None:
+def _check_columns(
+    source: SourceSpec,
+    schema: pa.Schema,
+    columns: list[str],
+    where: str,
+    dictionary: Sequence[str] = (),
+) -> None:
     for col in columns:
         if col not in schema.names:
             raise PitError(
@@ -81,6 +88,8 @@ def _check_columns(source: SourceSpec, schema: pa.Schema, columns: list[str], wh
             )
         declared = source.schema.field(col).type if col in source.schema.names else None
         actual = schema.field(col).type
+        if col in dictionary and pa.types.is_dictionary(actual):
+            actual = actual.value_type  # read dictionary-encoded on request
         if declared is not None and not _compatible(declared, actual):
             raise PitError(
                 f"{where}: column {col!r} of {source.name!r} is {actual}, but the definition "
@@ -110,12 +119,19 @@ def _bound(value: int, t: pa.DataType) -> pa.Scalar:
 
 
 def read_source(
-    source: SourceSpec, columns: list[str], lo_us: int | None, hi_us: int | None
+    source: SourceSpec,
+    columns: list[str],
+    lo_us: int | None,
+    hi_us: int | None,
+    *,
+    dictionary: Sequence[str] = (),
 ) -> pa.Table:
     """Rows of `source` with `lo_us <= timestamp < hi_us` (either bound optional), only `columns`.
 
     Parquet sources are scanned with the time range pushed down; rows keep the files' order
-    (files sorted by path), which the as-of tie-break relies on.
+    (files sorted by path), which the as-of tie-break relies on. String columns named in
+    `dictionary` come back dictionary-encoded from parquet (for columns only compared with
+    filter values: reading the dictionary's indices skips building millions of strings).
     """
     where = f"source of {source.name!r}"
     columns = list(dict.fromkeys(columns))
@@ -127,10 +143,11 @@ def read_source(
         return table if mask is None else table.filter(mask)
     files = expand_paths(source)
     try:
-        dataset = ds.dataset(files, format="parquet")
+        options = ds.ParquetReadOptions(dictionary_columns=list(dictionary))
+        dataset = ds.dataset(files, format=ds.ParquetFileFormat(read_options=options))
     except (pa.ArrowInvalid, OSError) as exc:
         raise PitError(f"{where}: cannot read parquet: {exc}", code="bad_source") from exc
-    _check_columns(source, dataset.schema, columns, where)
+    _check_columns(source, dataset.schema, columns, where, dictionary)
     ts_type = dataset.schema.field(source.timestamp).type
     expr = None
     if pa.types.is_timestamp(ts_type) or pa.types.is_date32(ts_type):
