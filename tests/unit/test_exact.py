@@ -22,8 +22,10 @@ from daedalus.pit.exact import (
     exact_sample_variance,
     float_from_order_key,
     float_order_key,
+    relimb,
     round_limb_sums,
     round_limb_sums_to_int,
+    sum_limb_bits,
 )
 
 INT64_MIN = -(2**63)
@@ -515,3 +517,78 @@ def test_the_blocked_float_encoder_equals_the_integer_one_across_blocks() -> Non
         wide = _encode_float_limbs_wide(values)
         assert fast.base_exp == wide.base_exp
         assert np.array_equal(fast.limbs, wide.limbs)
+
+
+# ----------------------------------------------------------------------------- wide limbs
+
+LIMB_WIDTHS = st.sampled_from([32, 33, 39, 45, 47, 52])
+
+
+@FAST
+@given(st.lists(finite_floats, max_size=30), LIMB_WIDTHS)
+def test_wide_float_limbs_are_exact(xs: list[float], width: int) -> None:
+    enc = encode_float_limbs(np.array(xs, dtype=np.float64), width)
+    b = enc.limb_bits  # spans beyond 1000 bits fall back to 32-bit limbs
+    assert b in (width, 32)
+    assert int(np.abs(enc.limbs).max(initial=0)) < 2**b
+    for row, x in zip(enc.limbs, xs, strict=True):
+        value = sum(int(v) << (b * k) for k, v in enumerate(row.tolist()))
+        assert Fraction(value) * Fraction(2) ** enc.base_exp == Fraction(x)
+        assert (row >= 0).all() or (row <= 0).all()
+
+
+def test_wider_limbs_mean_fewer_columns() -> None:
+    # A 67-bit span (the benchmark's dwell times): 3 limbs of 32 bits, 2 of 39.
+    x = np.array([1021.237, 33963.158, 2.0**-47, 2.0**19 + 0.5])
+    assert encode_float_limbs(x).n_limbs == 3
+    assert encode_float_limbs(x, 39).n_limbs == 2
+
+
+@FAST
+@given(
+    st.lists(
+        st.lists(st.one_of(st.integers(INT64_MIN, INT64_MAX), st.integers(-8, 8)), min_size=4),
+        min_size=1,
+        max_size=5,
+    ).map(lambda rows: [r[: min(map(len, rows))][:5] for r in rows]),
+    st.sampled_from([33, 39, 40, 47, 52]),
+)
+def test_relimb_keeps_the_integer_and_bounds_every_digit(rows: list[list[int]], b: int) -> None:
+    sums = np.array(rows, dtype=np.int64)
+    out = relimb(sums, b)
+    assert out.dtype == np.int64 and int(np.abs(out).max()) < 2**36
+    for wide, narrow in zip(sums, out, strict=True):
+        want = sum(int(v) << (b * k) for k, v in enumerate(wide.tolist()))
+        assert limbs_row_value(narrow, 0) == want
+
+
+@FAST
+@given(floats_and_masks(), LIMB_WIDTHS)
+def test_subset_sums_of_wide_limbs_correctly_rounded(
+    case: tuple[list[float], list[list[bool]]], width: int
+) -> None:
+    xs, masks = case
+    enc = encode_float_limbs(np.array(xs, dtype=np.float64), width)
+    sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
+    got = round_limb_sums(relimb(sel @ enc.limbs, enc.limb_bits), enc.base_exp)
+    want = [
+        ref_round(sum((Fraction(x) for x, m in zip(xs, mk, strict=True) if m), Fraction(0)))
+        for mk in masks
+    ]
+    assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 1000, 2047, 2048, 10_000_000, 2**31 - 1, 2**31])
+def test_sum_limb_bits_keeps_every_sum_inside_int64(rows: int) -> None:
+    b = sum_limb_bits(rows)
+    assert 32 <= b <= 52
+    assert rows * (2**b - 1) < 2**63  # up to MAX_SUM_ROWS, where 32-bit limbs take over
+    assert b >= 51 or rows * (2 ** (b + 2) - 1) >= 2**63  # at most a bit narrower than fits
+
+
+def test_sum_limb_bits_for_the_benchmark_size_and_bad_widths() -> None:
+    assert sum_limb_bits(10_000_000) == 39
+    with pytest.raises(ValueError, match="limb_bits"):
+        encode_float_limbs(np.ones(2), 53)
+    with pytest.raises(ValueError, match="limb_bits"):
+        relimb(np.ones((1, 1), np.int64), 60)

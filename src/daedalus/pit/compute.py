@@ -402,8 +402,10 @@ class _Group:
 
     def limb_columns(
         self, column: str, filters: tuple[FilterDef, ...], *, square: bool = False
-    ) -> tuple[list[str], int]:
-        """Kernel columns holding the exact limbs of each value (or its square), and the base exponent."""
+    ) -> tuple[list[str], int, int]:
+        """Kernel columns holding the exact limbs of each value (or its square), the base
+        exponent and the limb width (floats: as wide as sums over this table allow, so fewer
+        columns; see `exact.sum_limb_bits`)."""
         key = ("limbs", column, filters, square)
         if key not in self.cache:
             t = self.table[column].type
@@ -425,7 +427,7 @@ class _Group:
                 enc = (
                     exact.encode_float_square_limbs(values)
                     if square
-                    else exact.encode_float_limbs(values)
+                    else exact.encode_float_limbs(values, exact.sum_limb_bits(len(values)))
                 )
             names = [
                 self._add(
@@ -433,7 +435,7 @@ class _Group:
                 )
                 for k in range(enc.limbs.shape[1])
             ]
-            self.cache[key] = (names, enc.base_exp)
+            self.cache[key] = (names, enc.base_exp, enc.limb_bits)
         return self.cache[key]
 
     def inf_columns(self, column: str, filters: tuple[FilterDef, ...]) -> tuple[str, str] | None:
@@ -693,17 +695,17 @@ class _Planned:
             return
         self.outputs["n"] = req(WindowOp.COUNT, g.indicator(col, flt), time, w)
         if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
-            limbs, base = g.limb_columns(col, flt)
+            limbs, base, bits = g.limb_columns(col, flt)
             self.outputs.update(
                 {f"s1_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs)}
             )
-            self.extra["base1"] = base
+            self.extra["base1"], self.extra["bits1"] = base, bits
             infs = g.inf_columns(col, flt)
             if infs is not None:
                 self.outputs["pinf"] = req(WindowOp.COUNT, infs[0], time, w)
                 self.outputs["ninf"] = req(WindowOp.COUNT, infs[1], time, w)
             if fn is AggFunction.STDDEV:
-                limbs2, base2 = g.limb_columns(col, flt, square=True)
+                limbs2, base2, _ = g.limb_columns(col, flt, square=True)  # 32-bit limbs
                 self.outputs.update(
                     {f"s2_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs2)}
                 )
@@ -760,8 +762,11 @@ class _Planned:
             return pa.array(n, pa.int64())
         empty = n == 0
         if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
-            s1 = np.stack(
-                [self._column(result, k) for k in self.outputs if k.startswith("s1_")], axis=1
+            s1 = exact.relimb(  # the decoders take 32-bit limb sums
+                np.stack(
+                    [self._column(result, k) for k in self.outputs if k.startswith("s1_")], axis=1
+                ),
+                self.extra["bits1"],
             )
             in_type = spec.input_type
             assert in_type is not None

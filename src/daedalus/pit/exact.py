@@ -26,16 +26,19 @@ __all__ = [
     "float_from_order_key",
     "float_order_key",
     "round_limb_sums",
+    "relimb",
     "round_limb_sums_to_int",
+    "sum_limb_bits",
 ]
 
 LIMB_BITS: Final[int] = 32
-"""Width of one limb: every encoded limb satisfies |limb| < 2**LIMB_BITS."""
+"""Width of a limb by default and of every limb sum the decoders take: |limb| < 2**LIMB_BITS.
+(`encode_float_limbs` can use wider limbs, see `sum_limb_bits`; `relimb` converts their sums.)"""
 
 MAX_SUM_ROWS: Final[int] = 2**31
-"""Largest number of rows whose limbs may be summed in int64 without overflow.
+"""Largest number of rows whose 32-bit limbs may be summed in int64 without overflow.
 
-Every limb produced here has |limb| <= 2**32 - 1, so a sum over N <= 2**31 rows is bounded by
+Every 32-bit limb has |limb| <= 2**32 - 1, so a sum over N <= 2**31 rows is bounded by
 2**63 - 2**31 < 2**63. (Prefix-sum differences are also fine past this bound if the engine's
 int64 arithmetic wraps silently, because the wanted window sum itself still fits.)"""
 
@@ -43,13 +46,12 @@ _U32: Final = np.uint64(0xFFFF_FFFF)
 _I32: Final = np.int64(0xFFFF_FFFF)
 _LOW63: Final = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 _TWO53: Final = 9007199254740992.0  # 2.0**53
-_TWO32: Final = 4294967296.0  # 2.0**32
-_TWO_M32: Final = 2.0**-32
 _FRACTION: Final = np.int64((1 << 52) - 1)
 _BLOCK: Final = 1 << 18  # rows per block of the float encoder's scratch buffers
 _MIN_EXP: Final = -1074  # exponent of the smallest subnormal, 2**-1074
 _PAD: Final = 3  # zero digits appended so a 64-bit window read never indexes out of range
 _U: Final = np.uint64
+_WIDEST_LIMB: Final = 52  # a limb must stay an exact float64 integer while it is encoded
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,9 +60,10 @@ class LimbEncoding:
 
     Invariant: ``value[i] == sum_k limbs[i, k] * 2**(limb_bits * k + base_exp)`` exactly, every
     ``|limbs[i, k]| < 2**limb_bits`` and all limbs of a row share the value's sign (a negative value
-    has all limbs <= 0). Hence summing ``limbs`` column-wise in int64 over any subset of at most
-    ``MAX_SUM_ROWS`` rows gives, after ``round_limb_sums(sums, base_exp)``, the exact subset sum
-    rounded once. ``eq=False`` because array fields make ``==`` ambiguous.
+    has all limbs <= 0). Hence summing ``limbs`` column-wise in int64 over any subset of fewer
+    than ``2**(63 - limb_bits)`` rows (``MAX_SUM_ROWS`` for 32-bit limbs) gives, after
+    ``round_limb_sums(relimb(sums, limb_bits), base_exp)``, the exact subset sum rounded once.
+    ``eq=False`` because array fields make ``==`` ambiguous.
     """
 
     limbs: npt.NDArray[np.int64]  # shape (n, K), K >= 1
@@ -108,15 +111,22 @@ def float_from_order_key(k: npt.ArrayLike) -> npt.NDArray[np.float64]:
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
+def encode_float_limbs(x: npt.ArrayLike, limb_bits: int = LIMB_BITS) -> LimbEncoding:
     """Encode finite floats exactly as int64 limbs (see ``LimbEncoding`` for the invariant).
 
     ``base_exp`` is the exponent of the lowest set bit over all nonzero values (0 when there are
-    none), and K is the fewest 32-bit limbs holding the largest value at that scale (at least 1).
-    Subnormals and huge magnitude spans work; a span of 1e-300..1e300 needs ~64 limbs.
+    none), and K is the fewest limbs of ``limb_bits`` bits (32 to 52; see `sum_limb_bits`)
+    holding the largest value at that scale (at least 1). Subnormals and huge magnitude spans
+    work; a span of 1e-300..1e300 needs ~64 limbs of 32 bits (spans wider than 1000 bits are
+    always encoded in 32-bit limbs: read the result's ``limb_bits``).
     ±0.0 both encode to all-zero limbs (sums therefore decode to +0.0).
-    Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf; TypeError if not floating.
+    Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf, or for a limb width outside
+    32..52; TypeError if not floating.
     """
+    if not LIMB_BITS <= limb_bits <= _WIDEST_LIMB:
+        raise ValueError(
+            f"encode_float_limbs: limb_bits must be {LIMB_BITS}..{_WIDEST_LIMB}, got {limb_bits}"
+        )
     a = _as_float64_1d(x, "encode_float_limbs")
     if not a.size or not bool(np.any(a)):
         return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
@@ -124,11 +134,13 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
     top = _top_exponent(a)
     if top - base > 1000:  # |value| / 2**base would overflow float64: the integer path
         return _encode_float_limbs_wide(a)
-    k = max(1, -(-(top - base) // LIMB_BITS))
+    k = max(1, -(-(top - base) // limb_bits))
+    down, up = 2.0**-limb_bits, 2.0**limb_bits
     # Float arithmetic that is exact: scaling by a power of two (no overflow, see above; an
     # underflow only loses bits far below 1, which floor drops anyway), floor of a float, and
-    # the subtraction of two integers whose difference is < 2**32 (Sterbenz). So limb j is
-    # bits [32j, 32j + 32) of the integer |value| / 2**base, computed in a few vector passes.
+    # the subtraction of two integers whose difference is < 2**limb_bits <= 2**52 (Sterbenz).
+    # So limb j is bits [bj, bj + b) of the integer |value| / 2**base, for b = limb_bits,
+    # computed in a few vector passes.
     # Blocks of rows with reused scratch buffers: fresh memory costs page faults, blocks don't.
     limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
     size = min(a.size, _BLOCK)
@@ -140,14 +152,50 @@ def encode_float_limbs(x: npt.ArrayLike) -> LimbEncoding:
         np.ldexp(y, -base, out=y)  # an integer: every value is a multiple of 2**base
         np.copyto(floor, y)
         for j in range(k):
-            np.multiply(y, _TWO_M32, out=y)  # |value| / 2**(base + 32 (j + 1))
+            np.multiply(y, down, out=y)  # |value| / 2**(base + b (j + 1))
             np.floor(y, out=higher)
-            np.multiply(higher, _TWO32, out=scaled)
-            np.subtract(floor, scaled, out=floor)  # bits [32j, 32j + 32): limb j's magnitude
+            np.multiply(higher, up, out=scaled)
+            np.subtract(floor, scaled, out=floor)  # bits [bj, bj + b): limb j's magnitude
             np.copysign(floor, part, out=floor)
             limbs[lo : lo + len(part), j] = floor
             floor, higher = higher, floor
-    return LimbEncoding(limbs=limbs, base_exp=base)
+    return LimbEncoding(limbs=limbs, base_exp=base, limb_bits=limb_bits)
+
+
+def sum_limb_bits(rows: int) -> int:
+    """The widest limb (32 to 52 bits) whose sums over any `rows` rows fit in int64.
+
+    A limb is below ``2**b`` in magnitude, so a sum over ``rows < 2**(63 - b)`` rows is below
+    ``2**63``. Wider limbs mean fewer of them: a value spanning 67 bits needs 3 limbs of 32
+    bits but 2 of 39 (the widest for 10M rows), and each limb is a column the engines sum.
+    """
+    return max(LIMB_BITS, min(_WIDEST_LIMB, 63 - max(rows, 1).bit_length()))
+
+
+def relimb(sums: npt.ArrayLike, limb_bits: int) -> npt.NDArray[np.int64]:
+    """Limb sums of ``limb_bits``-bit limbs re-expressed exactly as 32-bit limb sums.
+
+    Row i denotes ``sum_k sums[i, k] * 2**(limb_bits * k)``; the result denotes the same
+    integer as ``sum_j out[i, j] * 2**(32 * j)``, with every entry below ``2**36`` in magnitude
+    (not normalised: `round_limb_sums` and `exact_sample_variance` accept that). Each int64 is
+    split at 32-bit boundaries of its own offset, so nothing can overflow.
+    """
+    a = _as_sums(sums, LIMB_BITS, "relimb")
+    if limb_bits == LIMB_BITS:
+        return a
+    if not LIMB_BITS < limb_bits <= _WIDEST_LIMB:
+        raise ValueError(f"relimb: limb_bits must be {LIMB_BITS}..{_WIDEST_LIMB}, got {limb_bits}")
+    m, k = a.shape
+    out = np.zeros((m, (limb_bits * (k - 1)) // 32 + 3), dtype=np.int64)
+    for j in range(k):
+        q, r = divmod(limb_bits * j, 32)
+        col = a[:, j]
+        low = (col & _I32) << np.int64(r)  # < 2**63: the low 32 bits shifted into place
+        high = (col >> np.int64(32)) << np.int64(r)  # |.| <= 2**62, signed
+        out[:, q] += low & _I32
+        out[:, q + 1] += (low >> np.int64(32)) + (high & _I32)
+        out[:, q + 2] += high >> np.int64(32)
+    return out
 
 
 def _top_exponent(a: npt.NDArray[np.float64]) -> int:
