@@ -42,24 +42,37 @@ def test_engines_are_chosen_explicitly() -> None:
         get_aggregate_pit_table("spark")
 
 
-def _big_problem(tmp_path) -> tuple[pa.Table, list]:
-    import numpy as np
-
-    rng = np.random.default_rng(3)
-    n, m = 60_000, 6_000
-    ts = BASE + rng.integers(0, 3 * 24 * 60, n) * MINUTE
-    events = pa.table(
+def _events(rng, *, users, minutes, lag_minutes, actions, x) -> pa.Table:
+    """A source table of SOURCE_SCHEMA from the given columns (the rest drawn from `rng`)."""
+    n = len(users)
+    ts = BASE + minutes * MINUTE
+    return pa.table(
         {
-            "user_id": pa.array(rng.integers(0, 300, n), pa.int64()),
+            "user_id": pa.array(users, pa.int64()),
             "event_ts": pa.array(ts, pa.int64()).cast(TS),
-            "created_ts": pa.array(ts + rng.integers(0, 3, n) * MINUTE, pa.int64()).cast(TS),
-            "action": pa.array(rng.choice(["view", "like"], n)),
-            "x": pa.array(rng.lognormal(3, 2, n) * rng.choice([-1, 1], n)),
+            "created_ts": pa.array(ts + lag_minutes * MINUTE, pa.int64()).cast(TS),
+            "action": pa.array(actions, pa.string()),
+            "x": pa.array(x),
             "f32": pa.array(rng.random(n).astype("float32")),
             "n": pa.array(rng.integers(-1000, 1000, n), pa.int64()),
             "flag": pa.array(rng.random(n) < 0.5),
         },
         schema=SOURCE_SCHEMA,
+    )
+
+
+def _big_problem(tmp_path) -> tuple[pa.Table, list]:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n, m = 60_000, 6_000
+    events = _events(
+        rng,
+        users=rng.integers(0, 300, n),
+        minutes=rng.integers(0, 3 * 24 * 60, n),
+        lag_minutes=rng.integers(0, 3, n),
+        actions=rng.choice(["view", "like"], n),
+        x=rng.lognormal(3, 2, n) * rng.choice([-1, 1], n),
     )
     path = tmp_path / "events.parquet"
     pq.write_table(events, path, row_group_size=5_000)
@@ -120,21 +133,15 @@ def test_a_filter_column_read_from_parquet_gives_what_the_same_rows_in_memory_gi
 
     rng = np.random.default_rng(11)
     n = 20_000
-    ts = BASE + rng.integers(0, 2 * 24 * 60, n) * MINUTE
     actions = rng.choice(np.array(["view", "like", "share", None], dtype=object), n)
     actions[: n // 4] = rng.choice(np.array(["view", None], dtype=object), n // 4)  # fewer values
-    events = pa.table(
-        {
-            "user_id": pa.array(rng.integers(0, 50, n), pa.int64()),
-            "event_ts": pa.array(ts, pa.int64()).cast(TS),
-            "created_ts": pa.array(ts, pa.int64()).cast(TS),
-            "action": pa.array(actions, pa.string()),
-            "x": pa.array(rng.normal(0, 10, n)),
-            "f32": pa.array(rng.random(n).astype("float32")),
-            "n": pa.array(rng.integers(-9, 9, n), pa.int64()),
-            "flag": pa.array(rng.random(n) < 0.5),
-        },
-        schema=SOURCE_SCHEMA,
+    events = _events(
+        rng,
+        users=rng.integers(0, 50, n),
+        minutes=rng.integers(0, 2 * 24 * 60, n),
+        lag_minutes=np.zeros(n, np.int64),
+        actions=actions,
+        x=rng.normal(0, 10, n),
     )
     path = tmp_path / "events.parquet"
     pq.write_table(events, path, row_group_size=3_000)
