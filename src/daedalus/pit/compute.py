@@ -646,13 +646,55 @@ def _stable_order_runs(
     in_run = np.zeros(n, dtype=bool)
     in_run[1:] |= tied
     in_run[:-1] |= tied
-    rows = perm[in_run]
     run = np.cumsum(np.concatenate([[True], ~tied]))[in_run]
-    # np.lexsort sorts by its last key first: run, then the remaining columns, then position.
-    order = np.lexsort([rows, *(c[rows] for c in reversed(rest)), run])
-    rows = rows[order]
-    perm[in_run] = rows
-    return perm, (rows, run)
+    _order_runs(perm, np.flatnonzero(in_run), run, rest)
+    return perm, (perm[in_run], run)
+
+
+def _order_runs(
+    perm: np.ndarray, at: np.ndarray, run: np.ndarray, columns: list[np.ndarray]
+) -> None:
+    """Sort, in place, the rows at positions `at` of `perm` within each run (`run`, the
+    rows' run numbers, non-decreasing along `at`) by `columns`, then by row position.
+
+    One column at a time: the rows are sorted by (run, column) packed into one integer, and
+    only the rows still tied go on to the next column. After the first column few usually are,
+    where one lexsort of every tied row by every column cost seconds on long runs (a lifetime
+    `last` over user x artwork keys: 5M tied rows of 10M).
+    """
+    for column in columns:
+        if not len(at):
+            return
+        rows = perm[at]
+        code = _pair_code(run, column[rows])
+        order = np.argsort(code)
+        perm[at] = rows[order]
+        code = code[order]
+        tied = code[1:] == code[:-1]
+        if not tied.any():
+            return
+        keep = np.zeros(len(at), dtype=bool)
+        keep[1:] |= tied
+        keep[:-1] |= tied
+        at = at[keep]
+        run = np.cumsum(np.concatenate([[True], ~tied]))[keep]
+    rows = perm[at]  # equal in every column: row position decides
+    perm[at] = rows[np.lexsort([rows, run])]
+
+
+def _pair_code(run: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A uint64 whose order is that of (run, value): the run number above the value's offset
+    from the smallest value, or above its dense rank when the two do not fit in 64 bits."""
+    run = (run - run[0]).astype(np.uint64)  # non-decreasing: the first is the smallest
+    run_bits = int(run[-1]).bit_length()
+    lo, hi = int(values.min()), int(values.max())
+    value_bits = (hi - lo).bit_length()
+    if run_bits + value_bits > 64:
+        _, dense = np.unique(values, return_inverse=True)
+        values, lo = dense.reshape(-1).astype(np.int64, copy=False), 0
+        value_bits = int(values.max()).bit_length()
+    offset = (values - np.int64(lo)).view(np.uint64)  # wraps to the true offset
+    return (run << np.uint64(value_bits)) | offset
 
 
 # -- planning and decoding per spec ----------------------------------------------------------
