@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from daedalus.pit.compute import _argsort, _stable_order, _stable_order_runs
+from daedalus.pit.compute import _argsort, _primary_order, _stable_order, _stable_order_runs
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
@@ -67,3 +67,20 @@ def test_argsort_is_a_stable_sort_and_returns_the_sorted_values(values: np.ndarr
     assert sorted(perm.tolist()) == list(range(len(values)))
     if len(values) and (int(values.max()) - int(values.min())).bit_length() + 6 <= 64:
         assert np.array_equal(perm, expected)  # the packed path is stable
+
+
+@given(columns(), st.data())
+def test_a_shared_primary_sort_gives_the_same_order_and_is_left_as_it_was(
+    cols: list[np.ndarray], data: st.DataObject
+) -> None:
+    """Ranks of several value columns share the sort by their first two columns (key, ts)."""
+    if len(cols) < 2:
+        cols = [*cols, np.zeros(len(cols[0]), np.int64)]
+    n = len(cols[0])
+    other = [*cols[:2], data.draw(hnp.arrays(np.int64, n, elements=st.integers(-3, 3)))]
+    primary = _primary_order(other)
+    kept = [a.copy() for a in primary[:2]]
+    perm, _ = _stable_order_runs(cols, primary)
+    expected = np.lexsort([np.arange(n), *reversed(cols)]) if n else np.zeros(0, np.int64)
+    assert np.array_equal(perm, expected)
+    assert all(np.array_equal(a, b) for a, b in zip(primary[:2], kept, strict=True))

@@ -476,13 +476,28 @@ class _Group:
                 columns.append(self.created)
             if value_column is not None:
                 columns.append(self.order_key(value_column)[0])
-            perm, tied = _stable_order_runs(columns)
+            primary = None
+            if value_column is not None and len(self._ranked_columns()) > 1:
+                # Every value rank sorts by (key, ts) first: that sort is done once.
+                if ("primary",) not in self.cache:
+                    self.cache[("primary",)] = _primary_order(columns)
+                primary = self.cache[("primary",)]
+            perm, tied = _stable_order_runs(columns, primary)
             if value_column is None:  # kept for the as-of tie count (until `release`)
                 self.cache[("tied", None)] = tied
             rank = np.empty(n, dtype=np.int64)
             rank[perm] = np.arange(n, dtype=np.int64)
             self.cache[cache_key] = (rank, perm)
         return self.cache[cache_key]
+
+    def _ranked_columns(self) -> set[str]:
+        """The value columns that first, last and last_n features of this source rank."""
+        ranked = (AggFunction.FIRST, AggFunction.LAST, AggFunction.LAST_N)
+        return {
+            s.column
+            for s in self.specs
+            if isinstance(s, AggregationSpec) and s.function in ranked and s.column is not None
+        }
 
     def rank_column(self, value_column: str | None, mask: np.ndarray | None) -> str:
         key = ("rankcol", value_column, None if mask is None else id(mask))
@@ -614,29 +629,20 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
 
 def _stable_order_runs(
     columns: list[np.ndarray],
+    primary: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """`_stable_order`, and the rows that share their sort key with another (`rows`, in order)
     with the number of their run of equal keys (`run`): only such rows can be equal in every
-    column, so they are all a search for duplicate rows needs to look at."""
+    column, so they are all a search for duplicate rows needs to look at.
+
+    `primary`, when given, is `_primary_order` of columns with the same first two columns
+    (ranks of several value columns share it; it is not modified)."""
     n = len(columns[0])
-    primary, rest = columns[0], columns[1:]
-    if rest and n:
-        lo0, hi0 = int(primary.min()), int(primary.max())
-        lo1, hi1 = int(rest[0].min()), int(rest[0].max())
-        size1 = hi1 - lo1 + 1
-        if (hi0 - lo0 + 1) * size1 <= 2**63 - 1:
-            primary = (primary - np.int64(lo0)) * np.int64(size1) + (rest[0] - np.int64(lo1))
-            rest = rest[1:]
-        elif _repeats_often(primary):
-            # A sparse first column with many repeats (e.g. packed multi-column keys) would
-            # leave long tied runs: pack its dense rank instead. (Mostly distinct values, such
-            # as timestamps, leave few ties: the sort alone is cheaper than ranking them.)
-            distinct, dense = np.unique(primary, return_inverse=True)
-            if len(distinct) * size1 <= 2**63 - 1:
-                dense = dense.reshape(-1).astype(np.int64, copy=False)
-                primary = dense * np.int64(size1) + (rest[0] - np.int64(lo1))
-                rest = rest[1:]
-    perm, ordered = _argsort(primary)
+    if primary is None:
+        perm, ordered, used = _primary_order(columns)
+    else:
+        perm, ordered, used = primary[0].copy(), primary[1], primary[2]
+    rest = columns[used:]
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if n < 2:
         return perm, none
@@ -649,6 +655,32 @@ def _stable_order_runs(
     run = np.cumsum(np.concatenate([[True], ~tied]))[in_run]
     _order_runs(perm, np.flatnonzero(in_run), run, rest)
     return perm, (perm[in_run], run)
+
+
+def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The sort by the first column, or by the first two packed into one int64 when their
+    ranges allow: the permutation, the sorted sort keys, and how many columns they hold."""
+    n = len(columns[0])
+    primary, used = columns[0], 1
+    if len(columns) > 1 and n:
+        second = columns[1]
+        lo0, hi0 = int(primary.min()), int(primary.max())
+        lo1, hi1 = int(second.min()), int(second.max())
+        size1 = hi1 - lo1 + 1
+        if (hi0 - lo0 + 1) * size1 <= 2**63 - 1:
+            primary = (primary - np.int64(lo0)) * np.int64(size1) + (second - np.int64(lo1))
+            used = 2
+        elif _repeats_often(primary):
+            # A sparse first column with many repeats (e.g. packed multi-column keys) would
+            # leave long tied runs: pack its dense rank instead. (Mostly distinct values, such
+            # as timestamps, leave few ties: the sort alone is cheaper than ranking them.)
+            distinct, dense = np.unique(primary, return_inverse=True)
+            if len(distinct) * size1 <= 2**63 - 1:
+                dense = dense.reshape(-1).astype(np.int64, copy=False)
+                primary = dense * np.int64(size1) + (second - np.int64(lo1))
+                used = 2
+    perm, ordered = _argsort(primary)
+    return perm, ordered, used
 
 
 def _order_runs(
