@@ -721,7 +721,7 @@ def _pair_code(run: np.ndarray, values: np.ndarray) -> np.ndarray:
     run_bits = int(run[-1]).bit_length()
     lo, hi = int(values.min()), int(values.max())
     value_bits = (hi - lo).bit_length()
-    if run_bits + value_bits > 64:
+    if run_bits + value_bits > 64:  # then dense ranks fit: both are below 2**32 rows
         _, dense = np.unique(values, return_inverse=True)
         values, lo = dense.reshape(-1).astype(np.int64, copy=False), 0
         value_bits = int(values.max()).bit_length()

@@ -25,8 +25,8 @@ __all__ = [
     "exact_sample_variance",
     "float_from_order_key",
     "float_order_key",
-    "round_limb_sums",
     "relimb",
+    "round_limb_sums",
     "round_limb_sums_to_int",
     "sum_limb_bits",
 ]
