@@ -649,12 +649,18 @@ def _stable_order_runs(
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return perm, none
-    in_run = np.zeros(n, dtype=bool)
-    in_run[1:] |= tied
-    in_run[:-1] |= tied
-    run = np.cumsum(np.concatenate([[True], ~tied]))[in_run]
+    in_run, run = _runs(tied)
     _order_runs(perm, np.flatnonzero(in_run), run, rest)
     return perm, (perm[in_run], run)
+
+
+def _runs(tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From `tied` (row i + 1 equals row i, for sorted rows): which rows are in a run of
+    equal rows, and the run number of each such row (non-decreasing)."""
+    in_run = np.zeros(len(tied) + 1, dtype=bool)
+    in_run[1:] |= tied
+    in_run[:-1] |= tied
+    return in_run, np.cumsum(np.concatenate([[True], ~tied]))[in_run]
 
 
 def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -705,11 +711,8 @@ def _order_runs(
         tied = code[1:] == code[:-1]
         if not tied.any():
             return
-        keep = np.zeros(len(at), dtype=bool)
-        keep[1:] |= tied
-        keep[:-1] |= tied
+        keep, run = _runs(tied)
         at = at[keep]
-        run = np.cumsum(np.concatenate([[True], ~tied]))[keep]
     rows = perm[at]  # equal in every column: row position decides
     perm[at] = rows[np.lexsort([rows, run])]
 
