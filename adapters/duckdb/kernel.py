@@ -11,7 +11,8 @@ How it computes, per time column (details in `_time_column`):
   time share a prefix; one sentinel row per key below every time, so that every match below is
   of the probe's own key), and ONE `ASOF JOIN` reads, for each probe and bound (`t`, `t - w`
   for each distinct finite window, the key's start for lifetime windows), the prefix of the
-  last row strictly before the bound. Lifetime MIN and MAX are a cumulative MAX of a (key,
+  last row strictly before the bound. Counts of several columns share one SUM, each in its
+  own lane of bits (see `_Lanes`). Lifetime MIN and MAX are a cumulative MAX of a (key,
   value) code (see `_KeyCode`) read at `t`, in the same pass.
 - Finite-window MIN, MAX and COUNT_DISTINCT are not invertible: a second pass sorts events and
   probes together and evaluates each window as a ROWS frame ending at the probe; the frame's
@@ -388,6 +389,50 @@ class _KeyCode:
         return f"CASE WHEN {coded} >= {self.start(key)} THEN {value}::BIGINT END"
 
 
+@attrs.frozen
+class _Lanes:
+    """COUNTs of several columns as ONE window SUM: lanes of `bits` bits in a BIGINT.
+
+    An event's packed value has a 1 in the lane of each counted column whose value is present,
+    so a prefix sum holds every column's count in its lane. A count never exceeds the number
+    of events, which is below 2**bits, so no lane carries into the next, and the difference of
+    two prefixes (a later minus an earlier: every lane grows) has each window's count in its
+    lane. A window SUM costs what a COUNT does, so k columns cost k / lanes_per_sum of them.
+    """
+
+    bits: int
+    names: list[str]  # the packed columns, `c0`, `c1`, ...
+    lane: dict[str, tuple[str, int]]  # counted column -> (packed column, shift)
+    columns: list[list[str]]  # the counted columns of each packed column, by lane
+
+    @classmethod
+    def of(cls, counted: Sequence[str], run: _Run) -> _Lanes:
+        bits = max(run.events.num_rows, 1).bit_length()
+        per_sum = max(1, 63 // bits)
+        groups = [list(counted[i : i + per_sum]) for i in range(0, len(counted), per_sum)]
+        names = [f"c{g}" for g in range(len(groups))]
+        lane = {c: (names[g], j * bits) for g, cs in enumerate(groups) for j, c in enumerate(cs)}
+        return cls(bits, names, lane, groups)
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.bits) - 1
+
+    def packed(self, g: int, events: pa.Table) -> str:
+        """SQL for the event `e`'s packed value of the packed column `g`."""
+        terms, constant = [], 0
+        for j, c in enumerate(self.columns[g]):
+            if events[c].null_count:
+                terms.append(
+                    f"CASE WHEN e.{_quote(c)} IS NULL THEN 0 ELSE {_big(1 << (j * self.bits))} END"
+                )
+            else:  # present in every row
+                constant += 1 << (j * self.bits)
+        if constant or not terms:
+            terms.append(_big(constant))
+        return " + ".join(terms)
+
+
 def _time_column(
     run: _Run, frame: _TimeFrame, requests: Sequence[WindowRequest]
 ) -> dict[str, pa.Array]:
@@ -439,15 +484,13 @@ def _time_column(
 
     columns = sorted({r.column for r in live})
     alias = {c: f"v{i}" for i, c in enumerate(columns)}
-    # A column without nulls that is only COUNTed counts rows: a constant, never stored.
-    counted_rows = {
-        c
-        for c in columns
-        if not run.events[c].null_count
-        and all(r.op == WindowOp.COUNT for r in live if r.column == c)
-    }
-    event_values = "".join(
-        f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in columns if c not in counted_rows
+    # COUNTs only need to know which values are present: they are packed (see `_Lanes`), and
+    # a column that nothing else reads is never stored.
+    lanes = _Lanes.of(sorted({r.column for r in summed if r.op == WindowOp.COUNT}), run)
+    valued = [c for c in columns if any(r.op != WindowOp.COUNT for r in live if r.column == c)]
+    event_values = "".join(f", e.{_quote(c)}::BIGINT AS {alias[c]}" for c in valued)
+    event_values += "".join(
+        f", {lanes.packed(g, run.events)} AS {name}" for g, name in enumerate(lanes.names)
     )
     visible = frame.visible_events([windows[r.output] for r in live])
     ve = f"SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t2{event_values} FROM {visible}"
@@ -463,15 +506,16 @@ def _time_column(
     # -- pass 1: prefixes of every row, read at every probe's bounds
     aggregates: dict[tuple[WindowOp, str], str] = {}
     for r in summed + lifetime_minmax:
-        aggregates.setdefault((r.op, r.column), f"a{len(aggregates)}")
+        if r.op != WindowOp.COUNT:
+            aggregates.setdefault((r.op, r.column), f"a{len(aggregates)}")
     windowed, selects = [], []
+    for name in lanes.names:  # every lane's count is below 2**bits: the packed sum fits
+        windowed.append(f"sum(u.{name}) OVER w AS {name}")
+        selects.append(f"coalesce(pre.{name}::BIGINT, 0) AS {name}")
     rows_bound = max(run.events.num_rows, 1)
     for (op, column), name in aggregates.items():
         v = f"u.{alias[column]}"
-        if op == WindowOp.COUNT:
-            windowed.append(f"count({v}) OVER w AS {name}")
-            selects.append(f"pre.{name} AS {name}")
-        elif op == WindowOp.SUM:
+        if op == WindowOp.SUM:
             windowed.append(f"sum({v}) OVER w AS {name}")
             fits = rows_bound * magnitude[column] < _TWO63
             value = f"pre.{name}::BIGINT" if fits else _wrapped(f"pre.{name}")
@@ -483,8 +527,9 @@ def _time_column(
     if lengths:
         windowed.append("count(*) OVER w AS m")
         selects.append("pre.m AS m")
-    pass1 = sorted({c for _, c in aggregates})  # pass 2's columns stay out of its sort
-    nulls = "".join(f", NULL::BIGINT AS {alias[c]}" for c in pass1)
+    # pass 2's columns stay out of its sort
+    pass1 = [alias[c] for c in sorted({c for _, c in aggregates})] + lanes.names
+    nulls = "".join(f", NULL::BIGINT AS {x}" for x in pass1)
     # Sentinels are only read through differences of prefixes (sums, counts, frame lengths);
     # a lifetime MIN/MAX alone needs none: no row of the key before t reads as NULL already.
     sentinels = (
@@ -492,9 +537,7 @@ def _time_column(
         if summed or lengths
         else ""
     )
-    event_rows = ", ".join(
-        ["k", "t2"] + [f"1::BIGINT AS {alias[c]}" if c in counted_rows else alias[c] for c in pass1]
-    )
+    event_rows = ", ".join(["k", "t2", *pass1])
     probe_rows = (
         f"UNION ALL SELECT p.{_quote(KEY)}, {frame.probe()}{nulls} FROM pr AS p" if lengths else ""
     )
@@ -542,9 +585,15 @@ def _time_column(
         return first[name].combine_chunks().to_numpy()[s::n_slots]
 
     for r in summed:
+        slot = slot_of[windows[r.output]]
+        if r.op == WindowOp.COUNT:
+            name, shift = lanes.lane[r.column]
+            diff = at_slot_np(name, 0) - at_slot_np(name, slot)
+            out[r.output] = pa.array((diff >> shift) & lanes.mask, pa.int64())
+            continue
         name = aggregates[(r.op, r.column)]
         # int64 arithmetic wraps: the difference of wrapped prefixes is the exact sum.
-        diff = at_slot_np(name, 0) - at_slot_np(name, slot_of[windows[r.output]])
+        diff = at_slot_np(name, 0) - at_slot_np(name, slot)
         out[r.output] = pa.array(diff, pa.int64())
     for r in lifetime_minmax:
         out[r.output] = at_slot(aggregates[(r.op, r.column)], 0)

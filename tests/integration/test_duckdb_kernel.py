@@ -141,6 +141,26 @@ def test_many_columns_times_and_windows_in_one_call() -> None:
     assert_matches_reference(events, probes, requests)
 
 
+def test_counts_packed_into_one_sum_fill_their_lanes_without_carrying() -> None:
+    """Counts of several columns share one window SUM, each in its own lane of bits: with 2**k
+    events of one key, a column present in every row counts 2**k, the largest a lane holds,
+    next to columns with other counts; 20 columns need two packed sums."""
+    rng = np.random.default_rng(11)
+    n = 16
+    columns: dict[str, Any] = {KEY: pa.array(np.ones(n, np.int64)), "ts": pa.array(np.arange(n))}
+    for i in range(20):
+        present = np.ones(n, bool) if i % 3 == 0 else rng.random(n) < 0.6
+        columns[f"c{i}"] = pa.array(np.full(n, i, np.int64), mask=~present)
+    events = pa.table(columns)
+    requests = [
+        WindowRequest(f"n{i}_{w}", WindowOp.COUNT, f"c{i}", "ts", w)
+        for i in range(20)
+        for w in (None, 5)
+    ]
+    got = assert_matches_reference(events, probes_at([n, 0, 7]), requests)
+    assert got["n0_None"].to_pylist() == [n, 0, 7]
+
+
 def random_case(seed: int, n: int, m: int) -> tuple[pa.Table, pa.Table, list[WindowRequest]]:
     """A larger table, big enough that DuckDB splits the work between threads."""
     rng = np.random.default_rng(seed)
