@@ -3,6 +3,10 @@
     .venv/bin/python bench/compute.py                    # default: 10M events, 1M spine rows
     .venv/bin/python bench/compute.py --events 1000000 --spine 100000 --users 50000
     .venv/bin/python bench/compute.py --repeat 3          # median of 3 rounds of every job
+    .venv/bin/python bench/compute.py --jobs duckdb-kernel,polars-kernel --repeat 5
+
+The `-kernel` jobs (not run by default) time each engine's window kernel alone, on the inputs
+the core builds for the rolling job (built before the clock starts; peak RSS includes them).
 
 Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
 RSS. With --repeat, every round runs each job once, so machine drift touches all jobs alike; the
@@ -13,6 +17,7 @@ float sums are compared with the exact ones and the share of bit-equal values is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -167,10 +173,14 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
     aggregate = None
     if job in ("duckdb", "polars", "duckdb-asof", "polars-asof"):
         aggregate = get_aggregate_pit_table(job.split("-")[0])
+    if job in ("duckdb-kernel", "polars-kernel"):
+        kernel, inputs = kernel_inputs(job.split("-")[0], root, spine)
     started = time.perf_counter()
     if aggregate is not None:
         specs = asof_specs(root) if job.endswith("asof") else rolling_specs(root)
         result = aggregate(spine, specs)
+    elif job.endswith("-kernel"):
+        result = kernel.window_aggregate(*inputs)
     elif job == "naive-duckdb":
         con = duckdb.connect()
         con.execute(f"CREATE VIEW e AS SELECT * FROM read_parquet('{root / 'events.parquet'}')")
@@ -240,6 +250,35 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
     if out is not None:
         pq.write_table(result, out)
     return {"job": job, "seconds": seconds, "rows": spine.num_rows}
+
+
+class _Captured(Exception):
+    pass
+
+
+def kernel_inputs(engine: str, root: Path, spine: pa.Table) -> tuple[Any, tuple]:
+    """The engine's window kernel, and the inputs the core hands it for the rolling job (the
+    events, probes and requests of its one call): built here, before the clock starts."""
+    from daedalus.adapters.duckdb.kernel import DuckDBKernel
+    from daedalus.adapters.polars.kernel import PolarsKernel
+
+    from daedalus.pit.compute import compute_pit_table
+    from daedalus.pit.kernel import WindowKernel
+
+    captured: list[tuple] = []
+
+    class Capture(WindowKernel):
+        name = "capture"
+
+        def window_aggregate(self, events: pa.Table, probes: pa.Table, requests: Any) -> pa.Table:
+            captured.append((events, probes, list(requests)))
+            raise _Captured
+
+    with contextlib.suppress(_Captured):
+        compute_pit_table(spine, rolling_specs(root), Capture())
+    assert len(captured) == 1, "the rolling job makes one kernel call"
+    kernel = DuckDBKernel() if engine == "duckdb" else PolarsKernel()
+    return kernel, captured[0]
 
 
 def peak_rss_mb() -> float:
@@ -361,6 +400,9 @@ def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path]) -> str
     notes = []
     if len(seconds) > 1:
         notes.append(f"median of {len(seconds)}: {seconds[0]:.2f}-{seconds[-1]:.2f}s")
+    if job == "polars-kernel" and "duckdb-kernel" in outputs:
+        same = bits_equal(pq.read_table(outputs["duckdb-kernel"]), pq.read_table(out))
+        notes.append("bit-identical to duckdb-kernel" if same else "DIFFERS from duckdb-kernel")
     if job == "polars" and "duckdb" in outputs:
         same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
         notes.append("bit-identical to duckdb" if same else "DIFFERS from duckdb")

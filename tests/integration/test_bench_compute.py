@@ -38,3 +38,22 @@ def test_compute_bench_prints_every_job_and_the_engines_agree() -> None:
     assert "x the ASOF JOIN" in lines["duckdb-asof"], lines["duckdb-asof"]
     for job in JOBS:
         assert "failed" not in lines[job] and "timeout" not in lines[job], lines[job]
+
+
+def test_kernel_jobs_time_each_engine_kernel_alone_and_agree() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *("--events", "20000", "--spine", "2000", "--users", "500"),
+            *("--jobs", "duckdb-kernel,polars-kernel"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
+    assert sorted(lines) == ["duckdb-kernel", "polars-kernel"], proc.stdout
+    assert "bit-identical to duckdb-kernel" in lines["polars-kernel"], lines["polars-kernel"]
