@@ -22,17 +22,32 @@ JOBS = [
 ]
 
 
-def test_compute_bench_prints_every_job_and_the_engines_agree() -> None:
+def run_bench(*args: str) -> dict[str, str]:
+    """Run the benchmark at a tiny size; its printed lines by job."""
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--events", "20000", "--spine", "2000", "--users", "500"],
+        [
+            sys.executable,
+            str(BENCH),
+            "--events",
+            "20000",
+            "--spine",
+            "2000",
+            "--users",
+            "500",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
-    assert sorted(lines) == sorted(JOBS), proc.stdout
+    return {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
+
+
+def test_compute_bench_prints_every_job_and_the_engines_agree() -> None:
+    lines = run_bench()
+    assert sorted(lines) == sorted(JOBS), lines
     assert "bit-identical to duckdb" in lines["polars"], lines["polars"]
     assert "bit-identical to duckdb-asof" in lines["polars-asof"], lines["polars-asof"]
     assert "x the ASOF JOIN" in lines["duckdb-asof"], lines["duckdb-asof"]
@@ -41,19 +56,6 @@ def test_compute_bench_prints_every_job_and_the_engines_agree() -> None:
 
 
 def test_kernel_jobs_time_each_engine_kernel_alone_and_agree() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            *("--events", "20000", "--spine", "2000", "--users", "500"),
-            *("--jobs", "duckdb-kernel,polars-kernel"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines()[2:] if line.strip()}
-    assert sorted(lines) == ["duckdb-kernel", "polars-kernel"], proc.stdout
+    lines = run_bench("--jobs", "duckdb-kernel,polars-kernel")
+    assert sorted(lines) == ["duckdb-kernel", "polars-kernel"], lines
     assert "bit-identical to duckdb-kernel" in lines["polars-kernel"], lines["polars-kernel"]
