@@ -401,18 +401,21 @@ class _Lanes:
     """
 
     bits: int
-    names: list[str]  # the packed columns, `c0`, `c1`, ...
-    lane: dict[str, tuple[str, int]]  # counted column -> (packed column, shift)
     columns: list[list[str]]  # the counted columns of each packed column, by lane
+    lane: dict[str, tuple[str, int]]  # counted column -> (packed column, shift)
 
     @classmethod
     def of(cls, counted: Sequence[str], run: _Run) -> _Lanes:
         bits = max(run.events.num_rows, 1).bit_length()
         per_sum = max(1, 63 // bits)
         groups = [list(counted[i : i + per_sum]) for i in range(0, len(counted), per_sum)]
-        names = [f"c{g}" for g in range(len(groups))]
-        lane = {c: (names[g], j * bits) for g, cs in enumerate(groups) for j, c in enumerate(cs)}
-        return cls(bits, names, lane, groups)
+        lane = {c: (f"c{g}", j * bits) for g, cs in enumerate(groups) for j, c in enumerate(cs)}
+        return cls(bits, groups, lane)
+
+    @property
+    def names(self) -> list[str]:
+        """The packed columns, `c0`, `c1`, ..."""
+        return [f"c{g}" for g in range(len(self.columns))]
 
     @property
     def mask(self) -> int:
