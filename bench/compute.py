@@ -10,8 +10,9 @@ the core builds for the rolling job (built before the clock starts; peak RSS inc
 
 Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
 RSS. With --repeat, every round runs each job once, so machine drift touches all jobs alike; the
-as-of jobs are also compared with the bare ASOF JOIN round by round. The engines' results are checked to be bit-identical to each other; the naive baselines'
-float sums are compared with the exact ones and the share of bit-equal values is printed.
+as-of jobs are also compared with the bare ASOF JOIN round by round. The engines' results are
+checked to be bit-identical to each other; the naive baselines' float sums are compared with the
+exact ones and the share of bit-equal values is printed.
 """
 
 from __future__ import annotations
@@ -400,15 +401,10 @@ def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path]) -> str
     notes = []
     if len(seconds) > 1:
         notes.append(f"median of {len(seconds)}: {seconds[0]:.2f}-{seconds[-1]:.2f}s")
-    if job == "polars-kernel" and "duckdb-kernel" in outputs:
-        same = bits_equal(pq.read_table(outputs["duckdb-kernel"]), pq.read_table(out))
-        notes.append("bit-identical to duckdb-kernel" if same else "DIFFERS from duckdb-kernel")
-    if job == "polars" and "duckdb" in outputs:
-        same = bits_equal(pq.read_table(outputs["duckdb"]), pq.read_table(out))
-        notes.append("bit-identical to duckdb" if same else "DIFFERS from duckdb")
-    if job == "polars-asof" and "duckdb-asof" in outputs:
-        same = bits_equal(pq.read_table(outputs["duckdb-asof"]), pq.read_table(out))
-        notes.append("bit-identical to duckdb-asof" if same else "DIFFERS from duckdb-asof")
+    twin = job.replace("polars", "duckdb", 1) if job.startswith("polars") else None
+    if twin in outputs:  # the same job on the other engine
+        same = bits_equal(pq.read_table(outputs[twin]), pq.read_table(out))
+        notes.append(f"bit-identical to {twin}" if same else f"DIFFERS from {twin}")
     if job in ("duckdb-asof", "polars-asof") and "naive-duckdb-asof" in outputs:
         # Runs of one round ran minutes apart at most: their ratio is the fair comparison.
         paired = [

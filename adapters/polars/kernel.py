@@ -5,7 +5,8 @@ How it works (see `daedalus.pit.kernel` for the contract); every step is a Polar
 
 - Keys become ids in key order: small non-negative keys are their own ids, others dense ids
   (Polars ``unique`` + hash join). Per time column, each event gets one int64 code
-  ``id * span + (time - tmin)`` whose order is the (key, time) order, so ONE global ``arg_sort`` (no ``.over(key)``, no multi-column sort) orders the events; when
+  ``id * span + (time - tmin)`` whose order is the (key, time) order, so ONE global
+  ``arg_sort`` (no ``.over(key)``, no multi-column sort) orders the events; when
   ``n_ids * span`` does not fit in int64, times are first replaced by their rank among the
   distinct event times (exact for ``<``-comparisons).
 - COUNT and SUM: each value column is gathered through that permutation and prefix-summed with
