@@ -7,12 +7,19 @@ easy to read off: the view's `aggregations:` key is on line 13, its first item o
 
 from __future__ import annotations
 
+import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from ruamel.yaml import YAML
 
+from daedalus.catalog.converter import CONVERTER
 from daedalus.catalog.errors import CatalogError, CatalogErrors
+from daedalus.catalog.loader import MAX_SUGGESTION_WORK
 from daedalus.catalog.model import AggFunction, Location
 from daedalus.catalog.registry import FeatureCatalog
 
@@ -561,3 +568,448 @@ class TestEveryErrorAtOnce:
         # Fixing the broken file makes the whole directory load.
         write(tmp_path, z=view("other"))
         assert set(FeatureCatalog.from_yaml_dir(tmp_path).views) == {"clicks", "other"}
+
+
+# --------------------------------------------------------------------------- hostile YAML
+#
+# The loader is bounded: aliases may reach at most MAX_ALIAS_NODES nodes per file, documents
+# nest at most MAX_DEPTH levels, and every message quotes at most CLIP_WIDTH characters of what
+# the file says. Anything the YAML library raises becomes a located CatalogError.
+
+
+def laughs(levels: int, fanout: int = 9, where: str = "name") -> str:
+    """A 'billion laughs' view: `fanout ** levels` strings reached through aliases of aliases.
+
+    The bomb is the value of `where` in an otherwise plausible view, after the anchors (which
+    sit under unknown keys, one per line, so the alias lines are easy to count).
+    """
+    lines = ["kind: feature_view", "a0: &a0 [" + ", ".join(['"lol"'] * fanout) + "]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * fanout) + "]")
+    lines += [
+        f"{where}: *a{levels - 1}",
+        "entity: user",
+        "source: {path: data/x.parquet, timestamp: ts}",
+        "schema: {user_id: BIGINT, ts: TIMESTAMPTZ, action: VARCHAR}",
+        "features: [action]",
+    ]
+    if where != "name":
+        lines.append("name: bomb")
+    return "\n".join(lines) + "\n"
+
+
+def assert_bounded(errors: list[CatalogError], limit: int = 400) -> None:
+    """No message or hint echoes a long run of the file's text."""
+    for error in errors:
+        for text in (error.message, error.hint or ""):
+            assert len(text) <= limit, f"{len(text)} characters: {text[:200]}…"
+            assert "x" * 81 not in text, text[:200]
+
+
+class TestAliasExpansion:
+    def test_a_billion_laughs_file_is_refused_at_the_alias_that_crosses_the_limit(
+        self, tmp_path: Path
+    ) -> None:
+        # a0..a3 (lines 2-5) reach 90 + 819 + 7,380 = 8,289 nodes through their aliases; a3
+        # names 7,381 nodes, so the first alias of a4 (line 6, column 10) passes 10,000.
+        write(tmp_path, a=laughs(levels=6))
+        errors = load_errors(tmp_path)
+        error = the_error(errors, "too many alias expansions")
+        assert "10,000 nodes reached through aliases" in error.message
+        assert_located(error, tmp_path / "a.yaml", 6, 10)
+        assert_bounded(errors)
+
+    @pytest.mark.parametrize("where", ["name", "description", "schema", "entity"])
+    def test_the_bomb_is_refused_wherever_the_alias_is_used(
+        self, tmp_path: Path, where: str
+    ) -> None:
+        write(tmp_path, a=laughs(levels=9, where=where))
+        errors = load_errors(tmp_path)
+        the_error(errors, "too many alias expansions")
+        assert_bounded(errors)
+
+    def test_a_few_aliases_are_still_allowed(self, tmp_path: Path) -> None:
+        text = view(body="features: [action]\n", **{"path: data/events/*.parquet": "path: &p x"})
+        text += "description: *p\n"
+        write(tmp_path, a=text)
+        catalog = FeatureCatalog.from_yaml_dir(tmp_path)
+        assert catalog.views["clicks"].description == "x"
+
+    def test_a_recursive_alias_is_a_located_error(self, tmp_path: Path) -> None:
+        write(tmp_path, a=view() + "loop: &loop [1, *loop]\n")
+        errors = load_errors(tmp_path)
+        error = the_error(errors, "recursive")
+        assert_located(error, tmp_path / "a.yaml", 17, 17)
+
+
+class TestControlCharacters:
+    @pytest.mark.parametrize(
+        ("char", "name"), [("\x00", "NUL"), ("\x07", "BEL"), ("\x1b", "ESC"), ("\x7f", "DEL")]
+    )
+    def test_a_control_character_is_located_at_the_character(
+        self, tmp_path: Path, char: str, name: str
+    ) -> None:
+        write(tmp_path, a=view(**{"name: clicks": f"name: cl{char}icks"}))
+        [error] = load_errors(tmp_path)
+        assert f"U+{ord(char):04X}" in error.message, error.message
+        assert_located(error, tmp_path / "a.yaml", 2, 9)
+
+    def test_the_location_counts_lines_like_the_yaml_parser(self, tmp_path: Path) -> None:
+        # \r\n is one line break, a lone \r is one too.
+        (tmp_path / "a.yaml").write_bytes(b"kind: feature_view\r\nname: a\rentity: \x00\n")
+        [error] = load_errors(tmp_path)
+        assert_located(error, tmp_path / "a.yaml", 3, 9)
+
+    def test_a_file_that_is_not_utf8_is_located_at_the_bad_byte(self, tmp_path: Path) -> None:
+        (tmp_path / "a.yaml").write_bytes(b"kind: feature_view\nname: caf\xe9s\n")
+        [error] = load_errors(tmp_path)
+        assert "not UTF-8" in error.message
+        assert "0xe9" in error.message
+        assert_located(error, tmp_path / "a.yaml", 2, 10)
+
+
+class TestNestingDepth:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "[" * 10_000 + "]" * 10_000,
+            "{a: " * 5_000 + "1" + "}" * 5_000,
+        ],
+        ids=["flow-sequence", "flow-mapping"],
+    )
+    def test_deep_flow_nesting_is_a_located_error_naming_the_limit(
+        self, tmp_path: Path, value: str
+    ) -> None:
+        write(tmp_path, a=view() + f"description: {value}\n")
+        errors = load_errors(tmp_path)
+        error = the_error(errors, "nested more than 64 levels")
+        # The document is level 1, the first bracket (column 14 of line 17) level 2: the 64th
+        # bracket opens level 65.
+        step = 1 if value.startswith("[") else 4
+        assert_located(error, tmp_path / "a.yaml", 17, 14 + 63 * step)
+
+    def test_deep_block_nesting_is_a_located_error(self, tmp_path: Path) -> None:
+        # Line 17 is `description:`; level L (the document is level 1) starts on line 16 + L,
+        # indented L - 1 spaces.
+        block = "".join(f"{' ' * i}k:\n" for i in range(1, 3_000))
+        write(tmp_path, a=view() + "description:\n" + block)
+        errors = load_errors(tmp_path)
+        error = the_error(errors, "nested more than 64 levels")
+        assert_located(error, tmp_path / "a.yaml", 16 + 65, 65)
+
+    def test_64_levels_are_allowed(self, tmp_path: Path) -> None:
+        # The document is level 1, the first bracket level 2: 63 brackets reach level 64.
+        write(tmp_path, a=view() + "description: " + "[" * 63 + "]" * 63 + "\n")
+        [error] = load_errors(tmp_path)  # a description must be text: a checker error
+        assert "description must be text, got a list" in error.message
+        assert_located(error, tmp_path / "a.yaml", 17, 14)
+
+    def test_aliases_count_towards_the_depth(self, tmp_path: Path) -> None:
+        deep = "[" * 40 + "]" * 40
+        text = view() + f"d1: &d1 {deep}\nd2: &d2 {'[' * 30}*d1{']' * 30}\n"
+        write(tmp_path, a=text)
+        errors = load_errors(tmp_path)
+        error = the_error(errors, "nested more than 64 levels")
+        assert_located(error, tmp_path / "a.yaml", 18, 9 + 30)
+
+    def test_a_deeply_nested_dtype_is_a_located_error(self, tmp_path: Path) -> None:
+        dtype = "STRUCT(a " * 2_000 + "INT" + ")" * 2_000
+        write(tmp_path, a=view(**{"dwell_ms: DOUBLE": f"dwell_ms: {dtype}"}))
+        [error] = load_errors(tmp_path)
+        assert "nested more than 64 levels" in error.message
+        assert_located(error, tmp_path / "a.yaml", 11, 13)
+        assert_bounded([error])
+
+
+LONG = "x" * 100_000
+
+
+class TestClippedQuotes:
+    @pytest.mark.parametrize(
+        ("replace", "what"),
+        [
+            ({"name: clicks": f"name: '{LONG} y'"}, "not a valid name"),
+            ({"dwell_ms: DOUBLE": f"dwell_ms: {LONG}"}, "unknown dtype"),
+            ({"dwell_ms: DOUBLE": f"dwell_ms: DECIMAL({'9' * 100_000}, 2)"}, "precision"),
+            (
+                {
+                    "dwell_ms: DOUBLE": f"? {LONG}\n  : DOUBLE",  # a key of > 1024 is explicit
+                    "timestamp: event_ts": f"timestamp: {LONG}y",
+                },
+                "is not a column of the schema",
+            ),
+            ({"entity: user": f"entity: {LONG}"}, "unknown entity"),
+            ({"timestamp: event_ts": f"timestamp: {LONG}"}, "timestamp column"),
+            ({"window: 1d": f"window: {LONG}"}, "bad duration"),
+            ({"function: count": f"function: {LONG}"}, "unknown function"),
+            ({"    window: 1d\n": f"    window: 1d\n    ? {LONG}\n    : 1\n"}, "unknown key"),
+            ({"    window: 1d\n": f"    window: 1d\n    filter: {{action: {LONG}}}\n"}, None),
+            ({"    window: 1d\n": f"    window: 1d\n    filter: {{dwell_ms: {LONG}}}\n"}, "fit"),
+            ({"    window: 1d\n": f"    window: 1d\n    filter: {{? {LONG} : 1}}\n"}, "filter on"),
+            (
+                {"function: count": f"function: last_n\n    column: artwork_id\n    n: {LONG}"},
+                "last_n needs 'n'",
+            ),
+            ({"kind: feature_view": f"kind: {LONG}"}, "kind"),
+        ],
+        ids=lambda v: v if isinstance(v, str) else None,
+    )
+    def test_a_long_value_is_clipped_in_every_message(
+        self, tmp_path: Path, replace: dict[str, str], what: str | None
+    ) -> None:
+        text = view()
+        for old, new in replace.items():
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        write(tmp_path, a=text)
+        if what is None:  # a long string is a fine filter value for a VARCHAR column
+            FeatureCatalog.from_yaml_dir(tmp_path)
+            return
+        errors = load_errors(tmp_path)
+        assert any(what in e.message for e in errors), errors
+        assert_bounded(errors)
+        assert any("…" in e.message for e in errors), errors
+
+    def test_a_clipped_quote_is_at_most_80_characters_with_an_ellipsis(
+        self, tmp_path: Path
+    ) -> None:
+        write(tmp_path, a=view(**{"entity: user": f"entity: {LONG}"}))
+        [error] = load_errors(tmp_path)
+        quoted = error.message.removeprefix("unknown entity ")
+        assert quoted == repr(LONG)[:79] + "…"
+        assert len(quoted) == 80
+
+    def test_service_references_and_did_you_mean_hints_are_clipped(self, tmp_path: Path) -> None:
+        long_view = "v" + "x" * 5_000
+        write(
+            tmp_path,
+            a=view(long_view),
+            s=SERVICE.replace("clicks:clicks_1d", f"{long_view}y:clicks_1d")
+            + f"  - {long_view}:{LONG}\n",
+            t=SERVICE.replace("name: ranking", "name: other") + f"  - bad{LONG}\n",
+        )
+        errors = load_errors(tmp_path)
+        assert len(errors) == 3, errors
+        assert_bounded(errors)
+        the_error(errors, "unknown feature view")
+        the_error(errors, "has no feature")
+        the_error(errors, "bad feature reference")
+
+    def test_a_yaml_error_quoting_the_file_is_clipped(self, tmp_path: Path) -> None:
+        write(tmp_path, a=view() + f"description: *{LONG}\n")
+        [error] = load_errors(tmp_path)
+        assert "undefined alias" in error.message
+        assert_bounded([error])
+
+
+class TestEveryParserFailureIsLocated:
+    @pytest.mark.parametrize(
+        ("text", "line", "column", "message"),
+        [
+            ("kind: feature_view\nname:\tx\n", 2, 6, "YAML syntax error"),
+            ("%YAML 9.9\n---\nkind: feature_view\n", 1, 1, "YAML syntax error"),
+            ("kind: feature_view\nname: *nowhere\n", 2, 7, "undefined alias"),
+            ("kind: feature_view\nname: a\nname: b\n", 3, 1, "duplicate key"),
+            ("kind: feature_view\nname: !!omap [1]\n", 2, 15, "YAML"),
+            ("kind: feature_view\nname: !!int abc\n", 2, 7, "abc"),
+            ("kind: feature_view\nname: !!float abc\n", 2, 7, "abc"),
+            ("kind: feature_view\nname: " + "1" * 5_000 + "\n", 2, 7, "digits"),
+            ("kind: feature_view\nname: 2024-02-30\n", 2, 7, "out of range"),
+            ("kind: feature_view\nname: {<<: 1}\n", 2, 12, "YAML"),
+        ],
+        ids=[
+            "scanner",
+            "parser",
+            "composer",
+            "duplicate-key",
+            "constructor",
+            "bad-int-tag",
+            "bad-float-tag",
+            "huge-int",
+            "bad-date",
+            "bad-merge",
+        ],
+    )
+    def test_a_parser_failure_is_one_located_error(
+        self, tmp_path: Path, text: str, line: int, column: int, message: str
+    ) -> None:
+        write(tmp_path, a=text)
+        [error] = load_errors(tmp_path)
+        assert message in error.message, error.message
+        assert_located(error, tmp_path / "a.yaml", line, column)
+        assert_bounded([error])
+
+    def test_a_directory_named_like_a_yaml_file_is_an_error(self, tmp_path: Path) -> None:
+        write(tmp_path, a=view())
+        (tmp_path / "b.yaml").mkdir()
+        [error] = load_errors(tmp_path)
+        assert "is a directory" in error.message
+        assert_located(error, tmp_path / "b.yaml", 1, 1)
+
+    def test_an_unreadable_file_is_an_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write(tmp_path, a=view(), b=STORE)
+        real = Path.read_bytes
+
+        def read_bytes(self: Path) -> bytes:
+            if self.name == "b.yaml":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        [error] = load_errors(tmp_path)
+        assert "cannot read" in error.message and "Permission denied" in error.message
+        assert_located(error, tmp_path / "b.yaml", 1, 1)
+
+    def test_a_non_mapping_second_document_is_located_at_its_start(self, tmp_path: Path) -> None:
+        write(tmp_path, a=view() + "---\njust text\n")
+        [error] = load_errors(tmp_path)
+        assert "must be a mapping" in error.message
+        assert_located(error, tmp_path / "a.yaml", 18, 1)
+
+    def test_empty_documents_are_skipped(self, tmp_path: Path) -> None:
+        write(tmp_path, a="---\n" + view() + "---\n---\n# nothing\n...\n")
+        assert set(FeatureCatalog.from_yaml_dir(tmp_path).views) == {"clicks"}
+
+    def test_every_hostile_file_of_a_directory_is_reported_at_once(self, tmp_path: Path) -> None:
+        write(
+            tmp_path,
+            a=laughs(levels=9),
+            b=view(**{"name: clicks": "name: cl\x00icks"}),
+            c=view() + "description: " + "[" * 10_000 + "]" * 10_000 + "\n",
+            d=view("other", **{"entity: user": "entity: usr"}),
+            e="kind: feature_view\nname: !!int abc\n",
+        )
+        (tmp_path / "f.yaml").write_bytes(b"kind: \xff\n")
+        errors = load_errors(tmp_path)
+        files = sorted({Path(e.file).name for e in errors})
+        assert files == ["a.yaml", "b.yaml", "c.yaml", "d.yaml", "e.yaml", "f.yaml"]
+        assert_bounded(errors)
+
+
+class TestBoundedWork:
+    def test_did_you_mean_hints_stop_after_a_budget_of_comparisons(self, tmp_path: Path) -> None:
+        # 600 typos against 600 columns would be 360,000 comparisons (minutes for a few
+        # thousand of each); the hints stop after MAX_SUGGESTION_WORK, the errors do not.
+        n = 600
+        columns = "".join(f"  column_{i:04d}: BIGINT\n" for i in range(n))
+        features = "".join(f"  - {{name: f{i}, column: colunm_{i:04d}}}\n" for i in range(n))
+        write(
+            tmp_path,
+            a=view(
+                body="features:\n" + features,
+                **{"  event_ts: TIMESTAMPTZ\n": "  event_ts: TIMESTAMPTZ\n" + columns},
+            ),
+        )
+        errors = load_errors(tmp_path)
+        assert len(errors) == n
+        hinted = [e for e in errors if e.hint]
+        assert errors[0].hint == "did you mean column_0000?"
+        assert 0 < len(hinted) <= MAX_SUGGESTION_WORK // n + 1
+
+
+# --------------------------------------------------------------------------- max_invalid_fraction
+
+
+class TestMaxInvalidFraction:
+    def test_a_view_source_and_a_spine_may_set_it(self, tmp_path: Path) -> None:
+        source = "  timestamp: event_ts\n  max_invalid_fraction: 0.01\n"
+        spine = "  timestamp: ts\n  max_invalid_fraction: 0\n"
+        write(
+            tmp_path,
+            a=view(**{"  timestamp: event_ts\n": source}),
+            s=SERVICE.replace("  timestamp: ts\n", spine),
+        )
+        catalog = FeatureCatalog.from_yaml_dir(tmp_path)
+        assert catalog.views["clicks"].source.max_invalid_fraction == 0.01
+        assert catalog.services["ranking"].spine.max_invalid_fraction == 0.0
+        assert isinstance(catalog.services["ranking"].spine.max_invalid_fraction, float)
+
+    def test_it_defaults_to_none(self, tmp_path: Path) -> None:
+        write(tmp_path, a=view(), s=SERVICE)
+        catalog = FeatureCatalog.from_yaml_dir(tmp_path)
+        assert catalog.views["clicks"].source.max_invalid_fraction is None
+        assert catalog.services["ranking"].spine.max_invalid_fraction is None
+
+    @pytest.mark.parametrize("fraction", [0.0, 1e-05, 0.25, 1.0])
+    def test_it_survives_a_yaml_redump(self, tmp_path: Path, fraction: float) -> None:
+        source = f"  timestamp: event_ts\n  max_invalid_fraction: {fraction}\n"
+        spine = f"  timestamp: ts\n  max_invalid_fraction: {fraction}\n"
+        write(
+            tmp_path / "a",
+            a=view(**{"  timestamp: event_ts\n": source}),
+            s=SERVICE.replace("  timestamp: ts\n", spine),
+        )
+        original = FeatureCatalog.from_yaml_dir(tmp_path / "a")
+        yaml = YAML()
+        for kind, obj in (
+            ("feature_view", original.views["clicks"]),
+            ("feature_service", original.services["ranking"]),
+        ):
+            buffer = io.StringIO()
+            yaml.dump({"kind": kind, **CONVERTER.unstructure(obj)}, buffer)
+            write(tmp_path / "b", **{kind: buffer.getvalue()})
+        reloaded = FeatureCatalog.from_yaml_dir(tmp_path / "b")
+        assert reloaded.views == original.views
+        assert reloaded.services == original.services
+        assert reloaded.views["clicks"].source.max_invalid_fraction == fraction
+        assert reloaded.services["ranking"].spine.max_invalid_fraction == fraction
+
+    @pytest.mark.parametrize("value", ["1.5", "-0.1", ".nan", "true", "lots", "[0.1]", ".inf"])
+    @pytest.mark.parametrize("where", ["source", "spine"])
+    def test_a_value_outside_0_to_1_is_a_located_error(
+        self, tmp_path: Path, value: str, where: str
+    ) -> None:
+        if where == "source":
+            files = {
+                "a": view(
+                    **{
+                        "  timestamp: event_ts\n": f"  timestamp: event_ts\n  max_invalid_fraction: {value}\n"
+                    }
+                )
+            }
+            at = (tmp_path / "a.yaml", 7, 25)
+        else:
+            spine = f"  timestamp: ts\n  max_invalid_fraction: {value}\n"
+            files = {"a": view(), "s": SERVICE.replace("  timestamp: ts\n", spine)}
+            at = (tmp_path / "s.yaml", 6, 25)
+        write(tmp_path, **files)
+        [error] = load_errors(tmp_path)
+        assert "max_invalid_fraction must be a number from 0 to 1" in error.message
+        assert_located(error, *at)
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+HOSTILE = {
+    "billion-laughs": (laughs(levels=9), "too many alias expansions"),
+    "nul-byte": (view(**{"name: clicks": "name: cl\x00icks"}), "U+0000"),
+    "deep-nesting": (view() + "description: " + "[" * 10_000 + "]" * 10_000 + "\n", "64"),
+    "long-value": (view(**{"entity: user": f"entity: {LONG}"}), "unknown entity"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_the_cli_reports_a_hostile_file_as_json_with_exit_code_3(tmp_path: Path, case: str) -> None:
+    text, message = HOSTILE[case]
+    write(tmp_path, a=text)
+    daeda = Path(sys.executable).with_name("daeda")
+    # The timeout turns a hang (the billion laughs grew ~60 MB/s until killed) into a failure.
+    result = subprocess.run(
+        [str(daeda), "catalog", "validate", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 3, result.stderr[:2000]
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    [error] = [e for e in data["errors"] if message in e["message"]]
+    assert error["file"] == str(tmp_path / "a.yaml")
+    assert error["line"] >= 1 and error["column"] >= 1
+    assert f"{tmp_path / 'a.yaml'}:{error['line']}:{error['column']}: " in result.stderr
+    assert len(result.stdout) < 10_000
+    assert len(result.stderr) < 10_000

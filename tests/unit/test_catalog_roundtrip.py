@@ -117,6 +117,9 @@ features = st.one_of(
     names.map(lambda n: FeatureDef(n, n)), st.builds(FeatureDef, names, names, texts)
 )
 
+#: None (the run's default) or a fraction from 0 to 1 inclusive, ends included.
+fractions = st.none() | st.just(0.0) | st.just(1.0) | st.floats(0, 1)
+
 sources = st.builds(
     DataSourceDef,
     path=st.text(min_size=1, max_size=30),
@@ -124,6 +127,7 @@ sources = st.builds(
     created_timestamp=st.none() | names,
     delay=delays,
     naive_timestamps_are_utc=st.booleans(),
+    max_invalid_fraction=fractions,
 )
 
 entity_lists = st.lists(names, min_size=1, max_size=3, unique=True).map(tuple)
@@ -154,6 +158,7 @@ services = st.builds(
         entities=entity_lists,
         labels=columns,
         naive_timestamps_are_utc=st.booleans(),
+        max_invalid_fraction=fractions,
     ),
     features=st.lists(feature_refs, min_size=1, max_size=5).map(tuple),
     embeddings=st.lists(st.builds(EmbeddingDef, names, names, names), max_size=3).map(tuple),

@@ -10,6 +10,7 @@ import attrs
 import pyarrow as pa
 
 from daedalus.catalog.dtypes import format_dtype, parse_dtype
+from daedalus.catalog.errors import quoted
 
 __all__ = [
     "AggFunction",
@@ -56,7 +57,7 @@ class Duration:
     def parse(cls, text: str, *, allow_lifetime: bool = True, allow_zero: bool = False) -> Duration:
         """Parse a duration; raises ValueError with a message a person can act on."""
         if not isinstance(text, str):
-            raise ValueError(f"expected a duration such as '7d', got {text!r}")
+            raise ValueError(f"expected a duration such as '7d', got {quoted(text)}")
         if text.strip().lower() == LIFETIME:
             if not allow_lifetime:
                 raise ValueError(
@@ -66,13 +67,13 @@ class Duration:
         match = _DURATION_RE.match(text)
         if match is None:
             raise ValueError(
-                f"bad duration {text!r}: expected <number><unit> with unit one of "
+                f"bad duration {quoted(text)}: expected <number><unit> with unit one of "
                 f"{', '.join(_UNIT_MICROS)} (e.g. '30m', '1h', '7d')"
                 + (" or 'lifetime'" if allow_lifetime else "")
             )
         amount, unit = int(match.group(1)), match.group(2)
         if amount == 0 and not allow_zero:
-            raise ValueError(f"bad duration {text!r}: must be longer than zero")
+            raise ValueError(f"bad duration {quoted(text)}: must be longer than zero")
         return cls(amount * _UNIT_MICROS[unit], f"{amount}{unit}")
 
     @classmethod
@@ -138,7 +139,9 @@ class DataSourceDef:
     event-time column; `created_timestamp`, when set, is when a row became known (guards
     as-of joins against values written later). `delay` is the availability delay: a row stamped
     `e` is visible at `t` only when `e < t - delay`. `naive_timestamps_are_utc` allows tz-naive
-    timestamp columns (read as UTC); otherwise they are an error.
+    timestamp columns (read as UTC); otherwise they are an error. `max_invalid_fraction` (0 to 1)
+    is the largest fraction of the source's rows that may be unusable (null event time or null
+    entity key) before a training run refuses the input; None means the run's default.
     """
 
     path: str
@@ -146,6 +149,7 @@ class DataSourceDef:
     created_timestamp: str | None = None
     delay: Duration = attrs.field(factory=Duration.zero)
     naive_timestamps_are_utc: bool = False
+    max_invalid_fraction: float | None = None
 
 
 class AggFunction(enum.StrEnum):
@@ -233,13 +237,19 @@ class FeatureRef:
 
 @attrs.frozen
 class SpineDef:
-    """The labelled rows a service's datasets are built for (entity keys + timestamp + labels)."""
+    """The labelled rows a service's datasets are built for (entity keys + timestamp + labels).
+
+    `max_invalid_fraction` (0 to 1) is the largest fraction of spine rows that may be unusable
+    (null timestamp or null entity key) before a training run refuses them; None means the
+    run's default.
+    """
 
     path: str
     timestamp: str
     entities: tuple[str, ...]
     labels: tuple[Column, ...] = ()
     naive_timestamps_are_utc: bool = False
+    max_invalid_fraction: float | None = None
 
 
 @attrs.frozen
