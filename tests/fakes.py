@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -114,21 +116,50 @@ class InMemoryEnricher(EnricherPort):
 
 
 class InMemorySink(SinkPort):
-    """Days kept in dicts (staging in a temp directory); `writes` lists every commit."""
+    """Days kept in dicts (staging in a temp directory); inspectable state:
+
+    `days[(service, day)]` = (table, manifest as published), `files[(service, day)]` = each
+    part file's bytes (tests may corrupt them for `verify_day`), `writes` lists every commit,
+    `claims` every claim taken (service, holder), `locked` the services claimed right now
+    (a second claim of one of them raises SinkError(code="conflict"), as a second writer
+    would), `aborted` counts thrown-away staging directories.
+    """
 
     def __init__(self) -> None:
         self.owner: str | None = None
         self.days: dict[tuple[str, dt.date], tuple[pa.Table, dict[str, Any]]] = {}
+        self.files: dict[tuple[str, dt.date], dict[str, bytes]] = {}
         self.writes: list[tuple[str, dt.date]] = []
+        self.claims: list[tuple[str, dict[str, Any]]] = []
+        self.locked: set[str] = set()
         self.aborted = 0
 
     def location(self, service: str) -> str:
         return f"memory://{service}"
 
-    def claim(self, service: str) -> None:
+    def claim(
+        self, service: str, holder: dict[str, Any]
+    ) -> contextlib.AbstractContextManager[None]:
+        return self._claim(service, dict(holder))
+
+    @contextlib.contextmanager
+    def _claim(self, service: str, holder: dict[str, Any]) -> Iterator[None]:
+        if service in self.locked:
+            current = next(h for s, h in reversed(self.claims) if s == service)
+            raise SinkError(
+                f"memory://{service} is being written by {current}",
+                code="conflict",
+                data={"path": self.location(service), "holder": current},
+            )
         if self.owner not in (None, service):
-            raise SinkError(f"output belongs to service {self.owner!r}")
+            raise SinkError(f"output belongs to service {self.owner!r}", code="conflict")
         self.owner = service
+        self.claims.append((service, holder))
+        self.locked.add(service)
+        try:
+            yield
+        finally:
+            self.locked.discard(service)
 
     def begin_day(self, service: str, day: dt.date) -> str:
         return tempfile.mkdtemp(prefix=f"stage-{day}-")
@@ -147,11 +178,28 @@ class InMemorySink(SinkPort):
         self, service: str, day: dt.date, staging: str, manifest: dict[str, Any], schema: pa.Schema
     ) -> str:
         parts = sorted(Path(staging).glob("part-*.parquet"))
-        table = pa.concat_tables([pq.read_table(p) for p in parts])
-        if not table.schema.remove_metadata().equals(schema):
-            raise SinkError(f"schema mismatch: {table.schema} != {schema}")
+        if not parts:
+            raise SinkError(f"day {day}: nothing was written", code="contract")
+        tables = [pq.read_table(p) for p in parts]
+        for part, table in zip(parts, tables, strict=True):
+            if not table.schema.remove_metadata().equals(schema):
+                raise SinkError(
+                    f"day {day}: {part.name}: schema mismatch: {table.schema} != {schema}",
+                    code="contract",
+                )
+        files = {p.name: p.read_bytes() for p in parts}
+        entries = [
+            {
+                "name": name,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "rows": table.num_rows,
+            }
+            for (name, data), table in zip(files.items(), tables, strict=True)
+        ]
         shutil.rmtree(staging)
-        self.days[(service, day)] = (table, dict(manifest))
+        self.days[(service, day)] = (pa.concat_tables(tables), {**manifest, "files": entries})
+        self.files[(service, day)] = files
         self.writes.append((service, day))
         return f"memory://{service}/dt={day.isoformat()}"
 
@@ -165,6 +213,33 @@ class InMemorySink(SinkPort):
     def read_day(self, service: str, day: dt.date, *, limit: int | None = None) -> pa.Table:
         table = self.days[(service, day)][0]
         return table if limit is None else table.slice(0, limit)
+
+    def verify_day(
+        self, service: str, day: dt.date, *, thorough: bool = True
+    ) -> list[dict[str, Any]]:
+        iso = day.isoformat()
+
+        def problem(file: str | None, kind: str, expected: Any, found: Any) -> dict[str, Any]:
+            return {"day": iso, "file": file, "problem": kind, "expected": expected, "found": found}
+
+        if (service, day) not in self.days:
+            return [problem(None, "missing", f"memory://{service}/dt={iso}", None)]
+        entries = self.days[(service, day)][1].get("files")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return [problem("_manifest.json", "manifest", "file entries with checksums", None)]
+        files = self.files.get((service, day), {})
+        listed = {e["name"] for e in entries}
+        problems = [problem(n, "extra", None, len(files[n])) for n in files if n not in listed]
+        for entry in entries:
+            data = files.get(entry["name"])
+            if data is None:
+                problems.append(problem(entry["name"], "missing", entry["bytes"], None))
+            elif len(data) != entry["bytes"]:
+                problems.append(problem(entry["name"], "size", entry["bytes"], len(data)))
+            elif hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                found = hashlib.sha256(data).hexdigest()
+                problems.append(problem(entry["name"], "checksum", entry["sha256"], found))
+        return problems
 
 
 class OutOfOrderDayRunner(DayRunnerPort):

@@ -4,6 +4,7 @@ day runner, run store)."""
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -124,20 +125,60 @@ class EnricherPort(abc.ABC):
 
 
 class SinkError(ValueError):
-    """The output cannot take a write: owned by another service, or a day that breaks the contract."""
+    """The output cannot take a write, or a day cannot be published.
+
+    `code` says which kind of failure it is:
+
+    - `"conflict"`: the output belongs to another service (or is a directory daedalus did not
+      write), is locked by another writer, or its owner marker is malformed (the message names
+      the holder or the file); also the default, e.g. `read_day` of a day not written;
+    - `"storage"`: an OS-level fault (read-only, not a directory, disk full, permission
+      denied, ...); the message names the day (if any), the path and the OS's reason;
+    - `"contract"`: a staged file breaks the resolved schema (or nothing was staged).
+
+    `data` holds JSON-ready details, e.g. `{"path": ..., "day": ..., "holder": {...}}`.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "conflict", data: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data: dict[str, Any] = dict(data or {})
 
 
 class SinkPort(abc.ABC):
     """Where a service's days are written: one directory per day, published atomically.
 
-    A day is built in a staging directory that readers never see, then published by one rename
-    together with its manifest. A crash at any point leaves either the previous state of the day
-    or the complete new one, never a mix, and stray staging directories are swept on `claim`.
+    A writer first takes the service's output with `claim` (an exclusive lock: one writer per
+    output at a time). A day is built in a staging directory that readers never see, then
+    published with its manifest so that at every instant the day is either its previous
+    version or the complete new one, whatever crashes; the next `claim` recovers what a crash
+    left and never deletes the only copy of a day. The manifest lists every file with its size
+    and checksum, so `verify_day` can tell whether a day is still what was written.
+
+    Every method that touches storage (all but `location` and `abort_day`) raises SinkError
+    with `code="storage"` for an OS-level fault, naming the day and the path; `"conflict"` and
+    `"contract"` are raised as documented below.
     """
 
     @abc.abstractmethod
-    def claim(self, service: str) -> None:
-        """Mark the output as the service's; raises SinkError if it belongs to another service."""
+    def claim(
+        self, service: str, holder: dict[str, Any]
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold the service's output for the duration of a `with` block.
+
+        Entering takes an exclusive lock on the output, recording `holder` (JSON details of the
+        writer: job id, surface, start time, ...; the sink adds the process id and host) for
+        others to read; then marks the output as the service's, recovers days left half
+        published by a crash and sweeps leftover staging. Leaving releases the lock (so does
+        the death of the process). Raises SinkError(code="conflict") naming the holder when
+        another writer (another process, or another claim in this one: claims are not
+        re-entrant) holds the output, or when the output belongs to another service.
+
+        `begin_day`, `write_staged`, `commit_day` and `abort_day` do not need the lock in the
+        calling process: workers elsewhere may publish days while the driver holds the claim.
+        """
 
     @abc.abstractmethod
     def location(self, service: str) -> str:
@@ -155,17 +196,24 @@ class SinkPort(abc.ABC):
     def commit_day(
         self, service: str, day: dt.date, staging: str, manifest: dict[str, Any], schema: pa.Schema
     ) -> str:
-        """Check every staged file has exactly `schema`, then publish the staged files and the
-        manifest as the day, replacing any previous version atomically. Returns the day's path.
-        Raises SinkError (and publishes nothing) when a file's schema differs."""
+        """Check every staged file has exactly `schema`, then publish the staged `part-*.parquet`
+        files and the manifest as the day, replacing any previous version with no window.
+        Returns the day's path.
+
+        The manifest published is `manifest` plus `"files"`: one entry per part file,
+        `{"name", "bytes", "sha256", "rows", "mtime_ns"}` (`"rows"` stays as given).
+        Raises SinkError(code="contract"), publishing nothing, when a file's schema differs
+        or nothing was staged.
+        """
 
     @abc.abstractmethod
     def abort_day(self, staging: str) -> None:
-        """Throw a staging directory away."""
+        """Throw a staging directory away (never raises)."""
 
     @abc.abstractmethod
     def read_manifest(self, service: str, day: dt.date) -> dict[str, Any] | None:
-        """The committed manifest of a day, or None when the day is not written."""
+        """The committed manifest of a day, or None when the day is not written (or its
+        manifest cannot be parsed: the day must be recomputed)."""
 
     @abc.abstractmethod
     def list_days(self, service: str) -> list[dt.date]:
@@ -174,6 +222,22 @@ class SinkPort(abc.ABC):
     @abc.abstractmethod
     def read_day(self, service: str, day: dt.date, *, limit: int | None = None) -> pa.Table:
         """The rows of a committed day (the first `limit` rows if given)."""
+
+    @abc.abstractmethod
+    def verify_day(
+        self, service: str, day: dt.date, *, thorough: bool = True
+    ) -> list[dict[str, Any]]:
+        """The problems of a committed day: [] when its files are exactly those its manifest
+        lists, with the recorded sizes, checksums and row counts.
+
+        Each problem is `{"day": "YYYY-MM-DD", "file": name or None, "problem": kind,
+        "expected": ..., "found": ...}`, kind one of `"missing"` (a listed file, or the day
+        itself, is absent), `"extra"` (a file the manifest does not list), `"size"`,
+        `"checksum"`, `"rows"`, `"manifest"` (unreadable, or written before manifests had
+        checksums). `thorough` hashes every file; otherwise sizes are always checked but only
+        files whose size or modification time differ from the manifest's are hashed (cheap
+        enough for `status`).
+        """
 
 
 R = TypeVar("R")
