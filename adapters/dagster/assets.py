@@ -249,7 +249,13 @@ def train_partition(
 
     try:
         summary = cases.train(
-            service, day, day, engine=config.engine, force=config.force, on_event=log_event
+            service,
+            day,
+            day,
+            engine=config.engine,
+            force=config.force,
+            on_event=log_event,
+            holder={"dagster_run": context.run_id, "partition": day},
         )
         manifest = cases.manifest(service, day)
         preview = cases.preview(service, day, PREVIEW_ROWS)

@@ -40,6 +40,7 @@ Error codes (`error.data.kind` is always set; for an AppError, `error.data` is
     -32006  AppError invalid_input                       kind invalid_input, AppError.data
     -32009  AppError conflict                            kind conflict, AppError.data
     -32010  AppError cancelled                           kind cancelled, AppError.data
+    -32011  AppError storage (a filesystem fault)        kind storage, AppError.data
 
 Each request logs one INFO line on `daedalus.adapters.jsonrpc.server`: the method names, the
 HTTP status and the duration; never a body or a param.
@@ -110,6 +111,7 @@ KIND_CODES: dict[str, int] = {
     "invalid_input": -32006,
     "conflict": -32009,
     "cancelled": -32010,
+    "storage": -32011,
     # A bad argument the schema could not see (e.g. 2026-13-01, start after end) is still a
     # bad param: the caller should get the same code as for any other invalid param.
     "invalid_argument": INVALID_PARAMS,
@@ -137,8 +139,9 @@ _ERROR_DOCS: dict[str, tuple[int, str]] = {
     "InvalidInput": (-32006, "The input data cannot be used (missing source, bad column, ...)"),
     "Conflict": (-32009, "Conflicts with existing state (a running job, a foreign output)"),
     "Cancelled": (-32010, "The work was cancelled"),
+    "Storage": (-32011, "The output or the run store cannot be written (path and reason given)"),
 }
-_APP_ERRORS = ("InvalidCatalog", "NotFound", "InvalidInput", "Conflict", "Cancelled")
+_APP_ERRORS = ("InvalidCatalog", "NotFound", "InvalidInput", "Conflict", "Cancelled", "Storage")
 
 _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 _CLIP = 200

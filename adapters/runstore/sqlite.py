@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import sqlite3
 import uuid
@@ -49,22 +50,40 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
 
 
+def _storage_error(path: Path, exc: sqlite3.Error) -> OSError:
+    return OSError(errno.EIO, f"the job database cannot be used ({exc})", str(path))
+
+
 class SqliteRunStore(RunStorePort):
     """One connection per call (so threads never share one); WAL so readers never block."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"cannot create the job database's directory ({exc.strerror})",
+                str(self.path.parent),
+            ) from exc
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        """A connection; an SQLite failure (disk full, read-only, not a database) is raised as
+        an OSError naming the database file, so every surface reports it as a storage fault."""
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
         db.row_factory = sqlite3.Row
         try:
             yield db
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
         finally:
             db.close()
 

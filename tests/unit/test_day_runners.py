@@ -56,6 +56,19 @@ embeddings:
 TS = pa.timestamp("us", tz="UTC")
 
 
+class FailingOn(InMemoryAggregator):
+    """Fails every call for the spine rows of one day (an engine error inside that day)."""
+
+    def __init__(self, day: dt.date) -> None:
+        super().__init__()
+        self.day = day
+
+    def aggregate_pit_table(self, spine: pa.Table, specs: Any, **kw: Any) -> pa.Table:
+        if spine.num_rows and spine[kw.get("timestamp", "ts")][0].as_py().date() == self.day:
+            raise PitError("the engine failed", code="engine")
+        return super().aggregate_pit_table(spine, specs, **kw)
+
+
 def _at(day: dt.date, hour: int) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC)
 
@@ -113,6 +126,7 @@ def train(
     sink: InMemorySink,
     runner: DayRunnerPort | None = None,
     events: list[dict[str, Any]] | None = None,
+    aggregator: InMemoryAggregator | None = None,
     **kw: Any,
 ) -> Any:
     catalog = FeatureCatalog.from_yaml_dir(workspace / "feature_views")
@@ -122,7 +136,7 @@ def train(
         DAYS[-1],
         catalog=catalog,
         workspace=workspace,
-        aggregator=InMemoryAggregator(),
+        aggregator=aggregator or InMemoryAggregator(),
         enricher=enricher(),
         sink=sink,
         runner=runner,
@@ -231,16 +245,21 @@ class TestRunPipelineWithARunner:
         skipped = [e["day"] for e in events if e["event"] == "day_skipped"]
         assert skipped == [DAYS[0].isoformat(), DAYS[2].isoformat()]
 
-    def test_a_failing_day_stops_the_run_with_its_own_error_and_no_partial_day(
-        self, tmp_path: Path
-    ) -> None:
+    def test_a_null_spine_key_is_refused_before_any_day_runs(self, tmp_path: Path) -> None:
         ws = make_workspace(tmp_path / "bad", null_key_on=DAYS[1])
         sink, runner = InMemorySink(), OutOfOrderDayRunner(in_flight=2)
-        with pytest.raises(
-            PitError, match=r"^day 2026-01-02: spine has 1 row\(s\) with a null"
-        ) as err:
+        with pytest.raises(PitError, match=r"spine: 1 row\(s\) have a null entity key") as err:
             train(ws, sink, runner)
-        assert err.value.code == "null_key"
+        assert err.value.code == "bad_input"
+        assert runner.started == [] and sink.days == {}
+
+    def test_a_failing_day_stops_the_run_with_its_own_error_and_no_partial_day(
+        self, workspace: Path
+    ) -> None:
+        sink, runner = InMemorySink(), OutOfOrderDayRunner(in_flight=2)
+        with pytest.raises(PitError, match=r"^day 2026-01-02: the engine failed") as err:
+            train(workspace, sink, runner, aggregator=FailingOn(DAYS[1]))
+        assert err.value.code == "engine"
         # Day 2 ran first (newest first) and failed: day 1, in flight, was cancelled.
         assert runner.failed == [DAYS[1]] and runner.cancelled == [DAYS[0]]
         assert sink.days == {} and runner.started == DAYS[:2]

@@ -133,6 +133,21 @@ USE_CASES: tuple[UseCase, ...] = (
                 required=False,
                 default=False,
             ),
+            Param(
+                "max_invalid_fraction",
+                {"type": "number", "minimum": 0, "maximum": 1},
+                "The largest share of any source's rows that may be unusable (null time or "
+                "key) for this run (default: each definition's max_invalid_fraction, else 0.01).",
+                required=False,
+            ),
+            Param(
+                "allow_duplicate_spine_rows",
+                {"type": "boolean"},
+                "Keep spine rows that repeat the keys and timestamp of another (counted); "
+                "without it they are an error.",
+                required=False,
+                default=False,
+            ),
         ),
         writes=True,
     ),
@@ -189,7 +204,8 @@ USE_CASES: tuple[UseCase, ...] = (
     UseCase(
         "day_audit",
         "days.audit",
-        "Recompute sampled rows of a written day by brute force and list every difference.",
+        "Recompute sampled rows of a written day by brute force and check every row against "
+        "the spine (labels, row count, missing, extra or duplicated rows); lists each difference.",
         (
             _SERVICE,
             _DAY,
@@ -201,6 +217,16 @@ USE_CASES: tuple[UseCase, ...] = (
                 default=100,
             ),
             Param("seed", {"type": "integer"}, "Which rows.", required=False, default=0),
+        ),
+    ),
+    UseCase(
+        "days_verify",
+        "days.verify",
+        "Check a service's written days (or one day) against their manifests: every part "
+        "file's size, checksum and rows.",
+        (
+            _SERVICE,
+            Param("day", _DATE, "Only this day (default: every written day).", required=False),
         ),
     ),
 )
@@ -274,9 +300,24 @@ class Application:
         return self._pipeline.compile(service, engine, format)
 
     def train_start(
-        self, service: str, start: str, end: str, engine: str | None = None, force: bool = False
+        self,
+        service: str,
+        start: str,
+        end: str,
+        engine: str | None = None,
+        force: bool = False,
+        max_invalid_fraction: float | None = None,
+        allow_duplicate_spine_rows: bool = False,
     ) -> dict[str, Any]:
-        return self.jobs.start_training(service, start, end, engine=engine, force=force)
+        return self.jobs.start_training(
+            service,
+            start,
+            end,
+            engine=engine,
+            force=force,
+            max_invalid_fraction=max_invalid_fraction,
+            allow_duplicate_spine_rows=allow_duplicate_spine_rows,
+        )
 
     def job_status(self, job_id: str) -> dict[str, Any]:
         return self.jobs.status(job_id)
@@ -298,3 +339,6 @@ class Application:
 
     def day_audit(self, service: str, day: str, sample: int = 100, seed: int = 0) -> dict[str, Any]:
         return self._pipeline.audit(service, day, sample, seed)
+
+    def days_verify(self, service: str, day: str | None = None) -> dict[str, Any]:
+        return self._pipeline.verify(service, day)

@@ -60,6 +60,8 @@ class JobCases:
         *,
         engine: str | None = None,
         force: bool = False,
+        max_invalid_fraction: float | None = None,
+        allow_duplicate_spine_rows: bool = False,
         wait: bool = False,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class JobCases:
                 "invalid_argument", f"start {first} is after end {last}", {"field": "start"}
             )
         pipeline = self.pipeline.pipeline(service, engine)
+        policy = self.pipeline.policy(max_invalid_fraction, allow_duplicate_spine_rows)
         with self._lock:
             for job in self.store.list(limit=200):
                 if (
@@ -93,6 +96,8 @@ class JobCases:
                 "end": last.isoformat(),
                 "engine": pipeline.engine,
                 "force": force,
+                "max_invalid_fraction": policy.max_invalid_fraction,
+                "allow_duplicate_spine_rows": policy.allow_duplicate_spine_rows,
             }
             job = self.store.create("train", params, this_process())
         if wait:
@@ -141,6 +146,7 @@ class JobCases:
             record = self.store.get(job_id)
             return bool(record and record.get("cancel_requested"))
 
+        holder = {"job": job_id, "process": this_process(), "started_at": _now()}
         try:
             result = self.pipeline.train(
                 params["service"],
@@ -150,7 +156,20 @@ class JobCases:
                 force=params["force"],
                 on_event=on_event,
                 should_cancel=should_cancel,
+                policy=self.pipeline.policy(
+                    params.get("max_invalid_fraction"),
+                    params.get("allow_duplicate_spine_rows", False),
+                ),
+                holder=holder,
             )
+        except KeyboardInterrupt:  # Ctrl-C of a job run in the caller's thread: it is cancelled
+            self.store.update(
+                job_id,
+                state="cancelled",
+                finished_at=_now(),
+                error={"kind": "cancelled", "message": "interrupted (Ctrl-C)"},
+            )
+            raise
         except AppError as exc:
             state = "cancelled" if exc.kind == "cancelled" else "failed"
             self.store.update(job_id, state=state, error=exc.to_dict(), finished_at=_now())

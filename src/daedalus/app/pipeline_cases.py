@@ -22,6 +22,7 @@ from daedalus.pipeline.executor import (
     is_current,
     run_pipeline,
 )
+from daedalus.pipeline.inputs import InputPolicy
 from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.errors import PitError
@@ -70,9 +71,13 @@ def translate_errors() -> Iterator[None]:
     except EnrichError as exc:
         raise AppError("invalid_input", str(exc), {"code": "embedding_store"}) from exc
     except SinkError as exc:
-        raise AppError("conflict", str(exc)) from exc
+        kind = {"storage": "storage", "contract": "internal"}.get(exc.code, "conflict")
+        raise AppError(kind, str(exc), exc.data) from exc
     except Cancelled as exc:
         raise AppError("cancelled", str(exc)) from exc
+    except OSError as exc:  # a filesystem fault outside the sink (inputs, the run store)
+        where = f" {exc.filename}" if exc.filename else ""
+        raise AppError("storage", f"cannot access{where}: {exc.strerror or exc}") from exc
 
 
 class PipelineCases:
@@ -109,6 +114,26 @@ class PipelineCases:
             )
         return value
 
+    @staticmethod
+    def policy(
+        max_invalid_fraction: float | None = None, allow_duplicate_spine_rows: bool = False
+    ) -> InputPolicy:
+        """A run's input policy; raises AppError(invalid_argument) for a fraction outside 0..1."""
+        if max_invalid_fraction is not None and (
+            isinstance(max_invalid_fraction, bool)
+            or not isinstance(max_invalid_fraction, int | float)
+            or not 0.0 <= max_invalid_fraction <= 1.0
+        ):
+            raise AppError(
+                "invalid_argument",
+                f"max_invalid_fraction must be a number from 0 to 1, got {max_invalid_fraction!r}",
+                {"field": "max_invalid_fraction"},
+            )
+        return InputPolicy(
+            None if max_invalid_fraction is None else float(max_invalid_fraction),
+            bool(allow_duplicate_spine_rows),
+        )
+
     def pipeline(self, service: str, engine: str | None = None) -> OperatorPipeline:
         with translate_errors():
             return compile_service(service, self.catalog_cases.catalog(), self._engine(engine))
@@ -144,8 +169,11 @@ class PipelineCases:
         force: bool = False,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        policy: InputPolicy | None = None,
+        holder: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Train the service for every day from start to end; see `run_pipeline`."""
+        """Train the service for every day from start to end; see `run_pipeline`. `holder`
+        says who trains (recorded in the output's lock for a second writer to read)."""
         first, last = parse_day(start, "start"), parse_day(end, "end")
         pipeline = self.pipeline(service, engine)
         with translate_errors():
@@ -162,6 +190,8 @@ class PipelineCases:
                 on_event=on_event,
                 should_cancel=should_cancel,
                 runner=self._day_runner(),
+                policy=policy,
+                holder=holder,
             )
         return summary.to_dict()
 
@@ -180,6 +210,7 @@ class PipelineCases:
             days = []
             for day in self.sink.list_days(service):
                 manifest = self.sink.read_manifest(service, day) or {}
+                problems = self.sink.verify_day(service, day, thorough=False)
                 days.append(
                     {
                         "day": day.isoformat(),
@@ -188,6 +219,8 @@ class PipelineCases:
                         "runner": manifest.get("runner"),
                         "written_at": manifest.get("written_at"),
                         "current": None if identity is None else is_current(manifest, identity),
+                        "files_ok": not problems,
+                        "problems": problems,
                     }
                 )
         return {
@@ -195,6 +228,31 @@ class PipelineCases:
             "out_dir": self.sink.location(service),
             "days": days,
             "problem": problem,
+        }
+
+    def verify(self, service: str, day: str | dt.date | None = None) -> dict[str, Any]:
+        """Every part file of the written days (or of `day`) checked against its manifest:
+        present, no extra file, size, sha256 and rows. `ok` is False on any difference."""
+        self.pipeline(service)  # the service must exist
+        with translate_errors():
+            if day is None:
+                days = self.sink.list_days(service)
+            else:
+                d = parse_day(day)
+                if self.sink.read_manifest(service, d) is None:
+                    raise AppError(
+                        "not_found", f"day {d} of {service!r} is not written", {"day": str(d)}
+                    )
+                days = [d]
+            checked = [
+                {"day": d.isoformat(), "problems": self.sink.verify_day(service, d)} for d in days
+            ]
+        return {
+            "service": service,
+            "out_dir": self.sink.location(service),
+            "days": checked,
+            "days_checked": len(checked),
+            "ok": all(not d["problems"] for d in checked),
         }
 
     def manifest(self, service: str, day: str | dt.date) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 import daedalus
 from daedalus.catalog.dtypes import parse_dtype
-from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
+from daedalus.catalog.registry import ENTITIES, TIMESTAMP_TYPE, FeatureCatalog
+from daedalus.pipeline.inputs import InputPolicy, InputReport, check_inputs
 from daedalus.pipeline.operators import Operator, OperatorPipeline, OpKind
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.compute import PitReport
@@ -44,6 +45,7 @@ __all__ = [
     "current_identity",
     "day_range",
     "is_current",
+    "project_day",
     "run_pipeline",
 ]
 
@@ -93,6 +95,7 @@ class RunSummary:
     days: tuple[DayResult, ...]
     seconds: float
     runner: str = "local"
+    inputs: InputReport | None = None
 
     @property
     def written(self) -> int:
@@ -117,6 +120,8 @@ class RunSummary:
             "rows": self.rows,
             "seconds": round(self.seconds, 3),
             "days": [d.to_dict() for d in self.days],
+            "inputs": self.inputs.to_dict() if self.inputs else None,
+            "warnings": self.inputs.warnings() if self.inputs else [],
         }
 
 
@@ -175,6 +180,7 @@ class Plan:
             paths=(str(workspace / spine_op.params["path"]),),
             naive_timestamps_are_utc=self.naive_spine,
         )
+        self.spine_limit = svc.spine.max_invalid_fraction
         self.sources: dict[str, SourceSpec] = {}
         self.feature_ops: list[tuple[Operator, list[PitSpec]]] = []
         for op in pipeline.operators:
@@ -207,14 +213,37 @@ class Plan:
             files[name] = expand_paths(source)
         return files
 
+    def check_inputs(
+        self, files: dict[str, list[str]], days: Sequence[dt.date], policy: InputPolicy
+    ) -> InputReport:
+        """Every input file checked against its definition and the unusable rows counted
+        (`daedalus.pipeline.inputs.check_inputs`); raises PitError before any write."""
+        sources = {}
+        for name, source in self.sources.items():
+            view = self.catalog.views[name]
+            keys = [k for e in view.entities for k in ENTITIES[e].join_keys]
+            sources[name] = (source, keys, view.source.max_invalid_fraction)
+        return check_inputs(
+            spine=self.spine_source,
+            spine_keys=self.keys,
+            spine_limit=self.spine_limit,
+            sources=sources,
+            files=files,
+            days=days,
+            policy=policy,
+        )
 
-def current_identity(plan: Plan, enricher: EnricherPort | None) -> dict[str, Any]:
+
+def current_identity(
+    plan: Plan, enricher: EnricherPort | None, files: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """What a day's manifest must still say for the day to be current: the contract and
-    definition hashes, a fingerprint of every input file, and the embedding store versions.
+    definition hashes, a fingerprint of every input file (`files`, else the plan's), and the
+    embedding store versions.
 
     Raises PitError for a source without files and EnrichError for a store that cannot serve.
     """
-    files = plan.input_files()
+    files = plan.input_files() if files is None else files
     store_versions: dict[str, str] = {}
     if plan.pool_requests:
         if enricher is None:
@@ -247,18 +276,22 @@ def run_pipeline(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     runner: DayRunnerPort | None = None,
+    policy: InputPolicy | None = None,
+    holder: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Train `pipeline` for every day from `start` to `end` (both included).
 
     Before any write it checks the dates, that every source and the spine have files, that the
-    embedding stores can serve the requests, that the runner can run days (a cluster runner
-    connects) and that the output belongs to this service; any failure raises (PipelineError,
-    PitError, EnrichError, SinkError, ...) with nothing written.
+    embedding stores can serve the requests, takes the output's lock (`sink.claim`, recorded
+    with `holder`; another writer holding it is a SinkError), checks every input file and counts
+    the rows that cannot take part (`Plan.check_inputs` under `policy`), checks that the runner
+    can run days (a cluster runner connects); any failure raises (PipelineError, PitError,
+    EnrichError, SinkError, ...) with nothing written. The lock is held until the run ends.
     Then a day whose manifest still matches (same contract, definitions, inputs and store
-    versions) is skipped unless `force`; every other day is handed to `runner` (default: one
-    after another in this process; a cluster runner runs several at once elsewhere), which
-    joins and aggregates the spine rows of `[D, D+1)`, enriches them, checks them against the
-    resolved schema and publishes the day atomically. The first day that fails stops the run
+    versions) and whose files still match its manifest is skipped unless `force`; every other
+    day is handed to `runner` (default: one after another in this process; a cluster runner
+    runs several at once elsewhere), which joins and aggregates the spine rows of `[D, D+1)`,
+    enriches them, checks them against the resolved schema and publishes the day atomically. The first day that fails stops the run
     (days in flight are cancelled, none is left half-written) and its error propagates.
     `on_event` receives progress events, always in this thread; `should_cancel` is polled
     between steps and raises Cancelled, leaving no partial day.
@@ -272,9 +305,30 @@ def run_pipeline(
             f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
         )
     plan = Plan(pipeline, catalog, Path(workspace))
-    identity = current_identity(plan, enricher)
-    runner.check()
-    sink.claim(pipeline.service)
+    files = plan.input_files()
+    identity = current_identity(plan, enricher, files)
+    with sink.claim(pipeline.service, holder or {}):
+        inputs = plan.check_inputs(files, days, policy or InputPolicy())
+        runner.check()
+        return _run_days(
+            plan, days, identity, inputs, aggregator, enricher, sink, force, emit, cancelled, runner
+        )
+
+
+def _run_days(
+    plan: Plan,
+    days: list[dt.date],
+    identity: dict[str, Any],
+    inputs: InputReport,
+    aggregator: AggregatorPort,
+    enricher: EnricherPort | None,
+    sink: SinkPort,
+    force: bool,
+    emit: Callable[[dict[str, Any]], None],
+    cancelled: Callable[[], bool],
+    runner: DayRunnerPort,
+) -> RunSummary:
+    pipeline = plan.pipeline
     emit(
         {
             "event": "run_started",
@@ -291,13 +345,18 @@ def run_pipeline(
         if cancelled():
             raise Cancelled(f"cancelled before {day}")
         previous = sink.read_manifest(pipeline.service, day)
-        if not force and is_current(previous, identity):
+        if (
+            not force
+            and is_current(previous, identity)
+            # a day whose files no longer match its manifest (damaged) is computed again
+            and not sink.verify_day(pipeline.service, day, thorough=False)
+        ):
             assert previous is not None
             results.append(DayResult(day, "skipped", int(previous.get("rows", 0)), 0.0))
             emit({"event": "day_skipped", "day": day.isoformat()})
         else:
             todo.append(day)
-    task = DayTask(plan, identity, aggregator, enricher, sink, runner.name)
+    task = DayTask(plan, identity, aggregator, enricher, sink, runner.name, inputs)
     started_days: set[dt.date] = set()
     done: set[dt.date] = set()
 
@@ -329,6 +388,7 @@ def run_pipeline(
         tuple(sorted(results, key=lambda r: r.day)),
         time.perf_counter() - started,
         runner.name,
+        inputs,
     )
     emit({"event": "run_done", **summary.to_dict()})
     return summary
@@ -348,6 +408,7 @@ class DayTask:
     enricher: EnricherPort | None
     sink: SinkPort
     runner: str = "local"
+    inputs: InputReport | None = None
 
     def __call__(self, day: dt.date, cancelled: Callable[[], bool]) -> DayResult:
         """Compute and publish `day`; a PitError names the day (days may finish in any order)."""
@@ -361,6 +422,7 @@ class DayTask:
                 self.sink,
                 cancelled,
                 runner=self.runner,
+                inputs=self.inputs,
             )
         except PitError as exc:
             raise PitError(f"day {day}: {exc}", code=exc.code) from exc
@@ -372,7 +434,7 @@ def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
     return read_source(plan.spine_source, columns, _micros(day), _micros(day) + DAY_US)
 
 
-def _project(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
+def project_day(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
     """The day's rows in the order and with the exact types of the resolved schema."""
     columns: list[pa.Array | pa.ChunkedArray] = []
     fields = [f for f in plan.schema if f.name in spine.column_names or f.name in features]
@@ -398,6 +460,7 @@ def _run_day(
     cancelled: Callable[[], bool],
     *,
     runner: str = "local",
+    inputs: InputReport | None = None,
 ) -> DayResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -420,7 +483,7 @@ def _run_day(
         for spec in specs:
             features[spec.name] = out[spec.name]
         timings[op.id] = time.perf_counter() - t1
-    table = _project(plan, spine, features)
+    table = project_day(plan, spine, features)
     if cancelled():
         raise Cancelled(f"cancelled during {day}")
     staging = sink.begin_day(plan.pipeline.service, day)
@@ -444,6 +507,7 @@ def _run_day(
             "runner": runner,
             "worker": f"{os.getpid()}@{socket.gethostname()}",  # the process that computed it
             "report": report.to_dict(),
+            "inputs": inputs.for_day(day) if inputs else None,
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "daedalus_version": daedalus.__version__,
             "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
