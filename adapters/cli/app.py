@@ -31,6 +31,7 @@ EXIT_CODES = {
     "forbidden": 8,
     "audit_failed": 9,
     "cancelled": 10,
+    "storage": 11,
 }
 
 app = App(
@@ -124,9 +125,21 @@ def _guarded(action: Callable[[], int], debug: bool, as_json: bool) -> int:
             for err in exc.data:
                 print(_located(err), file=sys.stderr)
         return EXIT_CODES.get(exc.kind, 1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C: the job (if any) is recorded as cancelled
+        if as_json:
+            error = {"kind": "cancelled", "message": "interrupted (Ctrl-C)"}
+            _emit({"error": error}, True, lambda _: None)
+        print("error: interrupted (Ctrl-C); days published before are complete", file=sys.stderr)
+        return EXIT_CODES["cancelled"]
+    except OSError as exc:  # a filesystem fault no use case named (e.g. the job database)
+        if debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"storage: {where}{exc.strerror or exc}"
+        if as_json:
+            _emit({"error": {"kind": "storage", "message": message}}, True, lambda _: None)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_CODES["storage"]
     except Exception as exc:  # the last line of defence: a message, not a traceback
         if debug:
             traceback.print_exc()
@@ -379,6 +392,10 @@ def demo_init(
 
     Example: daeda demo init demo --scale small
 
+    Run again on a complete workspace of the same scale and seed, it writes nothing (the files
+    keep their bytes and times, so trained days stay current); a complete one of another scale
+    or seed is refused (exit 7) unless --overwrite; an interrupted one is written again.
+
     Parameters
     ----------
     directory
@@ -388,7 +405,8 @@ def demo_init(
     seed
         Random seed: the same seed writes the same data.
     overwrite
-        Write into a non-empty directory (never deletes files that are not the demo's).
+        Write into a non-empty directory, or replace a complete demo workspace (even the same
+        one); never deletes files that are not the demo's.
     """
 
     def body() -> int:
@@ -400,7 +418,11 @@ def demo_init(
 
         def human(d: dict[str, Any]) -> None:
             rows = ", ".join(f"{v:,} {k}" for k, v in d["rows"].items())
-            print(f"demo workspace ({d['scale']}, seed {d['seed']}) in {d['workspace']}")
+            where = f"demo workspace ({d['scale']}, seed {d['seed']}) in {d['workspace']}"
+            if d.get("written", True):
+                print(where)
+            else:
+                print(f"{where}: already complete; nothing written (--overwrite rewrites it)")
             print(f"  days {d['start']} … {d['end']}: {rows}")
             print(
                 f"  next: daeda pipeline train feed_ranking --workspace {directory} "
@@ -499,6 +521,22 @@ def pipeline_train(
     out: Out = None,
     catalog: Catalog = None,
     force: bool = False,
+    max_invalid_fraction: Annotated[
+        float | None,
+        Parameter(
+            help="The largest share of a source's rows that may be unusable (null event time or "
+            "null key) before the run refuses its inputs; overrides every definition's "
+            "max_invalid_fraction (default: the definition's, else 0.01)."
+        ),
+    ] = None,
+    allow_duplicate_spine_rows: Annotated[
+        bool,
+        Parameter(
+            help="Keep spine rows that repeat the entity keys and timestamp of another row "
+            "(they are counted in the summary); without it they are an error (exit 6).",
+            negative="",
+        ),
+    ] = False,
     ray_address: Annotated[
         str | None,
         Parameter(
@@ -540,7 +578,13 @@ def pipeline_train(
 
     def body() -> int:
         application = _pipeline(workspace, catalog, out, engine, ray_address, ray_days_in_flight)
-        job = _train(application, service, start, end, engine, force, progress=not json)
+        options = {
+            "engine": engine,
+            "force": force,
+            "max_invalid_fraction": max_invalid_fraction,
+            "allow_duplicate_spine_rows": allow_duplicate_spine_rows,
+        }
+        job = _train(application, service, start, end, options, progress=not json)
         if job["state"] != "succeeded":
             error = job.get("error") or {"kind": "internal", "message": "the job did not finish"}
             raise AppError(
@@ -557,16 +601,13 @@ def _train(
     service: str,
     start: str,
     end: str,
-    engine: str | None,
-    force: bool,
+    options: dict[str, Any],
     *,
     progress: bool,
 ) -> dict[str, Any]:
     """Run a training job in this process (recorded in the run store), with a progress bar."""
     if not progress:
-        return application.jobs.start_training(
-            service, start, end, engine=engine, force=force, wait=True
-        )
+        return application.jobs.start_training(service, start, end, wait=True, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -588,7 +629,7 @@ def _train(
                 bar.advance(task)
 
         return application.jobs.start_training(
-            service, start, end, engine=engine, force=force, wait=True, on_event=on_event
+            service, start, end, wait=True, on_event=on_event, **options
         )
 
 
@@ -599,6 +640,8 @@ def _print_summary(d: dict[str, Any]) -> None:
         f"{d['days_skipped']} skipped, {d['rows']:,} rows in {d['seconds']:.1f}s"
     )
     print(f"dataset: {d['out_dir']}/dt=*/part-*.parquet")
+    for warning in d.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @pipeline_app.command(name="status")
@@ -624,6 +667,9 @@ def pipeline_status(
             if d.get("problem"):
                 print(f"warning: cannot check freshness: {d['problem']}", file=sys.stderr)
             state = {True: "current", False: "stale", None: "unknown"}
+            for x in d["days"]:
+                for p in x.get("problems") or []:
+                    print(f"warning: {x['day']}: {_problem_text(p)}", file=sys.stderr)
             _table(
                 f"{d['service']} in {d['out_dir']}",
                 ["day", "rows", "engine", "runner", "state", "written at"],
@@ -633,7 +679,7 @@ def pipeline_status(
                         x["rows"],
                         x["engine"],
                         x.get("runner") or "local",  # days written before runners existed
-                        state[x["current"]],
+                        state[x["current"]] if x.get("files_ok", True) else "damaged",
                         x["written_at"],
                     ]
                     for x in d["days"]
@@ -642,6 +688,55 @@ def pipeline_status(
 
         _emit(data, json, human)
         return 0
+
+    return _run(body, debug, json)
+
+
+def _problem_text(p: dict[str, Any]) -> str:
+    what = f"{p['file']}: " if p.get("file") else ""
+    return f"{what}{p['problem']} (expected {p.get('expected')!r}, found {p.get('found')!r})"
+
+
+@pipeline_app.command(name="verify")
+def pipeline_verify(
+    service: str,
+    /,
+    *,
+    day: str | None = None,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Check written days against their manifests: every part file present, none extra, and
+    each file's size, sha256 checksum and row count as recorded.
+
+    Exit code 0 when every file matches, 9 when anything differs (each difference is listed).
+
+    Example: daeda pipeline verify feed_ranking --workspace demo [--day 2026-10-02]
+
+    Parameters
+    ----------
+    day
+        Only this day (YYYY-MM-DD); default every written day.
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).days_verify(service, day)
+
+        def human(d: dict[str, Any]) -> None:
+            for x in d["days"]:
+                for p in x["problems"]:
+                    print(f"{x['day']}: {_problem_text(p)}")
+            bad = sum(1 for x in d["days"] if x["problems"])
+            print(
+                f"{d['service']}: {d['days_checked']} day(s) checked, "
+                + ("every file matches its manifest" if d["ok"] else f"{bad} with differences")
+            )
+
+        _emit(data, json, human)
+        return 0 if data["ok"] else EXIT_CODES["audit_failed"]
 
     return _run(body, debug, json)
 
@@ -719,9 +814,10 @@ def audit(
     json: Json = False,
     debug: Debug = False,
 ) -> int:
-    """Recompute sampled rows of a written day by brute force from the raw sources.
+    """Recompute sampled rows of a written day by brute force from the raw sources, and check
+    every row against the spine (labels, row count, no missing, extra or duplicated rows).
 
-    Exit code 0 when every value matches, 9 when any differs (each difference is listed).
+    Exit code 0 when everything matches, 9 when anything differs (each difference is listed).
 
     Example: daeda audit feed_ranking --day 2026-10-02 --sample 200 --workspace demo
 
@@ -741,12 +837,22 @@ def audit(
                 f"{d['service']} {d['day']}: checked {d['rows_checked']} of {d['rows_in_day']} rows, "
                 f"{d['columns_checked']} feature columns each"
             )
+            print(
+                f"rows: {d['rows_in_day']} written, {d['rows_in_manifest']} in the manifest, "
+                f"{d['rows_in_spine']} in the spine; {d['missing_rows']} missing, "
+                f"{d['extra_rows']} extra, {d['duplicated_rows']} duplicated, "
+                f"{d['label_differences']} label difference(s)"
+            )
             for diff in d["differences"]:
                 print(
                     f"  row {diff['row']} {diff['column']}: written {diff['written']!r}, "
                     f"expected {diff['expected']!r}"
                 )
-            print("no differences" if d["ok"] else f"{len(d['differences'])} difference(s)")
+            for diff in d["row_differences"]:
+                fields = {k: v for k, v in diff.items() if k != "kind"}
+                print(f"  {diff['kind']}: {jsonlib.dumps(fields, default=str)}")
+            total = len(d["differences"]) + len(d["row_differences"])
+            print("no differences" if d["ok"] else f"{total} difference(s) listed")
 
         _emit(data, json, human)
         return 0 if data["ok"] else EXIT_CODES["audit_failed"]

@@ -19,6 +19,11 @@ missing from the embedding store.
 Every random draw comes from a generator seeded by (seed, stream, day), so the same seed gives
 byte-identical parquet files, and each day is generated and written on its own (memory is
 bounded by one day of events, whatever the date range).
+
+Running it again on a complete workspace of the same configuration (scale, seed, start, days)
+writes nothing at all: the files keep their bytes and modification times, so nothing trained
+from them turns stale. A complete workspace of another configuration is only replaced when
+asked to (`overwrite=True`); an interrupted one is simply written again.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "USER_PROFILES_SCHEMA",
     "DemoScale",
     "DemoSummary",
+    "WorkspaceConflictError",
     "WorkspaceNotEmptyError",
     "is_demo_workspace",
     "write_demo_workspace",
@@ -234,7 +240,13 @@ SCALES: dict[str, DemoScale] = {
 
 @dataclass(frozen=True, slots=True)
 class DemoSummary:
-    """What `write_demo_workspace` wrote. `end` is the last day with data (inclusive)."""
+    """What `write_demo_workspace` wrote, or found. `end` is the last day with data (inclusive).
+
+    `status` says what the call did: `created` (no demo workspace was there), `completed` (an
+    interrupted or damaged one was written again), `rewritten` (a complete one was replaced, as
+    `overwrite=True` asked) or `unchanged` (the same workspace was already complete: nothing
+    written, and the counts describe the files found).
+    """
 
     root: Path
     scale: str
@@ -261,6 +273,12 @@ class DemoSummary:
     embedding_rows: int
     missing_embedding_ids: tuple[int, ...]
     lance_version: int
+    status: str = "created"
+
+    @property
+    def written(self) -> bool:
+        """Whether this call wrote anything (False only when the workspace was unchanged)."""
+        return self.status != "unchanged"
 
 
 class WorkspaceNotEmptyError(FileExistsError):
@@ -273,6 +291,27 @@ class WorkspaceNotEmptyError(FileExistsError):
             f"{MARKER_KIND!r}); choose an empty or new directory, or pass overwrite=True "
             "to write the demo files into it anyway (nothing else there is touched)"
         )
+
+
+class WorkspaceConflictError(FileExistsError):
+    """The target directory holds a complete demo workspace of another configuration."""
+
+    def __init__(self, root: Path, existing: dict[str, object], wanted: dict[str, object]) -> None:
+        self.root = root
+        self.existing = existing
+        self.wanted = wanted
+        super().__init__(
+            f"{root} already holds a complete demo workspace ({_describe(existing)}), not "
+            f"the one asked for ({_describe(wanted)}); pass overwrite=True "
+            "(daeda demo init --overwrite) to replace it"
+        )
+
+
+def _describe(config: dict[str, object]) -> str:
+    return (
+        f"scale {config.get('scale')}, seed {config.get('seed')}, "
+        f"days {config.get('start')} … {config.get('end')}"
+    )
 
 
 def is_demo_workspace(root: str | Path) -> bool:
@@ -297,18 +336,26 @@ def write_demo_workspace(
     days: int | None = None,
     overwrite: bool = False,
 ) -> DemoSummary:
-    """Generate the demo workspace under `root` and return what was written.
+    """Generate the demo workspace under `root` and return what was written (or found).
 
     `days` defaults to the scale's length; the data covers `start` .. `start + days - 1`
     (UTC days), with profile and artwork history reaching back before `start`.
 
-    `root` may be missing, empty, or an existing demo workspace (its demo files are replaced and
-    stale day files of an earlier, longer run removed). Any other non-empty directory is refused
-    with WorkspaceNotEmptyError unless `overwrite=True`, which writes the demo files into it but
-    deletes nothing. The Lance dataset is written as a new version when one already exists.
+    `root` may be missing or empty (the workspace is created), or a demo workspace:
+    - complete, with every file in place, and of the same scale, seed, start and days: nothing
+      is written (`status == "unchanged"`) unless `overwrite=True`, which writes it again;
+    - complete but of another configuration: refused with WorkspaceConflictError unless
+      `overwrite=True`, which replaces it;
+    - interrupted (its marker says `complete: false`) or missing some of its files: written
+      again, whatever configuration it had.
+    A workspace being written again has its demo files replaced and stale day files of an
+    earlier, longer run removed; the Lance dataset gets a new version. Any other non-empty
+    directory is refused with WorkspaceNotEmptyError unless `overwrite=True`, which writes the
+    demo files into it but deletes nothing.
 
     Raises ValueError for an unknown scale, a negative seed or `days < 1`,
-    NotADirectoryError when `root` is a file, WorkspaceNotEmptyError as above.
+    NotADirectoryError when `root` is a file, WorkspaceNotEmptyError and
+    WorkspaceConflictError (both FileExistsError) as above.
     """
     spec = _resolve_scale(scale)
     n_days = spec.days if days is None else days
@@ -320,25 +367,43 @@ def write_demo_workspace(
         raise ValueError(f"start must be a datetime.date, got {start!r}")
 
     root = Path(root)
-    was_demo = _check_target(root, overwrite)
     end = start + dt.timedelta(days=n_days - 1)
+    wanted = _config(spec.name, seed, start, end)
+    layout = _Layout.of(root, start, n_days)
+    state, existing = _inspect_target(root, wanted)
+    if state == "foreign" and not overwrite:
+        raise WorkspaceNotEmptyError(root)
+    if state == "other" and not overwrite:
+        raise WorkspaceConflictError(root, existing, wanted)
+    if state == "same" and not overwrite:
+        found = _summary_of_existing(root, spec, seed, start, n_days, layout)
+        if found is not None:
+            return found
+        state = "damaged"  # the files are there but do not read back: write them again
+    was_demo = state in ("damaged", "same", "other")
+    status = {"same": "rewritten", "other": "rewritten", "damaged": "completed"}.get(
+        state, "created"
+    )
+
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER_NAME
+    # The marker goes first (before any directory of data) so an interrupted run leaves a
+    # directory that a rerun recognises as its own; `complete` tells readers whether the data
+    # under it is whole.
+    _write_marker(marker, spec.name, seed, start, end, complete=False)
     dirs = [root / d for d in (EVENTS_DIR, IMPRESSIONS_DIR, USER_PROFILES_DIR, ARTWORKS_DIR)]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    marker = root / MARKER_NAME
-    # The marker goes first so an interrupted run leaves a directory that a rerun recognises
-    # as its own; `complete` tells readers whether the data under it is whole.
-    _write_marker(marker, spec.name, seed, start, end, complete=False)
 
     world = _World.build(spec, seed, start, n_days)
 
     profiles = _user_profiles(world, seed)
-    profiles_path = root / USER_PROFILES_DIR / "part-0.parquet"
+    profiles_path = layout.user_profiles
     _write_parquet(profiles, profiles_path)
     artworks = _artwork_versions(world, seed)
-    artworks_path = root / ARTWORKS_DIR / "part-0.parquet"
+    artworks_path = layout.artworks
     _write_parquet(artworks, artworks_path)
-    embeddings_path = root / EMBEDDINGS_PATH
+    embeddings_path = layout.embeddings
     missing, embedding_rows, lance_version = _write_embeddings(world, seed, embeddings_path)
 
     event_files: list[Path] = []
@@ -346,10 +411,9 @@ def write_demo_workspace(
     event_rows = impression_rows = clicked_rows = 0
     carry = _Events.empty()
     for day_index in range(n_days):
-        day = start + dt.timedelta(days=day_index)
         events, impressions, carry = _simulate_day(world, seed, day_index, carry)
-        ev_path = root / EVENTS_DIR / f"part-{day.isoformat()}.parquet"
-        im_path = root / IMPRESSIONS_DIR / f"part-{day.isoformat()}.parquet"
+        ev_path = layout.events[day_index]
+        im_path = layout.impressions[day_index]
         _write_parquet(events, ev_path)
         _write_parquet(impressions, im_path)
         event_files.append(ev_path)
@@ -389,6 +453,7 @@ def write_demo_workspace(
         embedding_rows=embedding_rows,
         missing_embedding_ids=missing,
         lance_version=lance_version,
+        status=status,
     )
 
 
@@ -400,17 +465,130 @@ def _resolve_scale(scale: str | DemoScale) -> DemoScale:
     return SCALES[scale]
 
 
-def _check_target(root: Path, overwrite: bool) -> bool:
-    """Raise unless `root` may be written; return whether it already is a demo workspace."""
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The files a demo workspace of one start and length consists of."""
+
+    root: Path
+    events: tuple[Path, ...]
+    impressions: tuple[Path, ...]
+    user_profiles: Path
+    artworks: Path
+    embeddings: Path
+
+    @classmethod
+    def of(cls, root: Path, start: dt.date, n_days: int) -> _Layout:
+        days = [(start + dt.timedelta(days=i)).isoformat() for i in range(n_days)]
+        return cls(
+            root=root,
+            events=tuple(root / EVENTS_DIR / f"part-{d}.parquet" for d in days),
+            impressions=tuple(root / IMPRESSIONS_DIR / f"part-{d}.parquet" for d in days),
+            user_profiles=root / USER_PROFILES_DIR / "part-0.parquet",
+            artworks=root / ARTWORKS_DIR / "part-0.parquet",
+            embeddings=root / EMBEDDINGS_PATH,
+        )
+
+    def intact(self) -> bool:
+        """Every file in place, and no other day file that a glob of the sources would pick up."""
+        expected = {
+            self.root / EVENTS_DIR: set(self.events),
+            self.root / IMPRESSIONS_DIR: set(self.impressions),
+            self.root / USER_PROFILES_DIR: {self.user_profiles},
+            self.root / ARTWORKS_DIR: {self.artworks},
+        }
+        for d, files in expected.items():
+            if not all(f.is_file() for f in files) or set(d.glob("part-*.parquet")) != files:
+                return False
+        return (self.embeddings / "_versions").is_dir()
+
+
+_CONFIG_KEYS = ("scale", "seed", "start", "end")
+
+
+def _config(scale: str, seed: int, start: dt.date, end: dt.date) -> dict[str, object]:
+    """What identifies a demo workspace's data (as its marker records it)."""
+    return {"scale": scale, "seed": seed, "start": start.isoformat(), "end": end.isoformat()}
+
+
+def _inspect_target(root: Path, wanted: dict[str, object]) -> tuple[str, dict[str, object]]:
+    """What `root` holds: (state, the configuration its marker records).
+
+    States: `new` (missing or empty), `foreign` (files, but no demo marker), `damaged` (a demo
+    workspace whose run did not finish, or with files missing), `same` (complete, this
+    configuration) or `other` (complete, another configuration).
+    """
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"{root} exists and is not a directory")
-    if not root.exists() or not any(root.iterdir()):
-        return False
-    if is_demo_workspace(root):
-        return True
-    if overwrite:
-        return False
-    raise WorkspaceNotEmptyError(root)
+    # A marker temp file alone is what a run interrupted while writing its first marker leaves.
+    if not root.exists() or all(p.name == f".{MARKER_NAME}.tmp" for p in root.iterdir()):
+        return "new", {}
+    try:
+        marker = json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict) or marker.get("kind") != MARKER_KIND:
+        return "foreign", {}
+    existing = {k: marker.get(k) for k in _CONFIG_KEYS}
+    if marker.get("complete") is not True:
+        return "damaged", existing
+    try:  # the files of the workspace the marker describes, not of the one asked for
+        start = dt.date.fromisoformat(str(existing["start"]))
+        n_days = (dt.date.fromisoformat(str(existing["end"])) - start).days + 1
+    except ValueError:
+        return "damaged", existing
+    if n_days < 1 or not _Layout.of(root, start, n_days).intact():
+        return "damaged", existing
+    return ("same" if existing == wanted else "other"), existing
+
+
+def _summary_of_existing(
+    root: Path, spec: DemoScale, seed: int, start: dt.date, n_days: int, layout: _Layout
+) -> DemoSummary | None:
+    """Describe a complete workspace without writing anything; None if its files do not read."""
+    import lance  # heavy; only the commands that write or read vectors should pay for it
+
+    world = _World.build(spec, seed, start, n_days)
+    try:
+        event_rows = sum(pq.read_metadata(p).num_rows for p in layout.events)
+        impression_rows = clicked_rows = 0
+        for path in layout.impressions:
+            clicked = pq.read_table(path, columns=["clicked"])["clicked"]
+            impression_rows += len(clicked)
+            clicked_rows += int(pc.sum(clicked).as_py() or 0)
+        user_profile_rows = pq.read_metadata(layout.user_profiles).num_rows
+        artwork_rows = pq.read_metadata(layout.artworks).num_rows
+        ds = lance.dataset(str(layout.embeddings))
+        embedding_rows, lance_version = int(ds.count_rows()), int(ds.version)
+    except (OSError, ValueError, RuntimeError, pa.ArrowException):
+        return None  # a file that does not read back: the answer is to write it again
+    return DemoSummary(
+        root=root,
+        scale=spec.name,
+        seed=seed,
+        start=start,
+        end=start + dt.timedelta(days=n_days - 1),
+        days=n_days,
+        events_dir=root / EVENTS_DIR,
+        impressions_dir=root / IMPRESSIONS_DIR,
+        user_profiles_path=layout.user_profiles,
+        artworks_path=layout.artworks,
+        embeddings_path=layout.embeddings,
+        marker_path=root / MARKER_NAME,
+        event_files=layout.events,
+        impression_files=layout.impressions,
+        users=world.n_users,
+        artworks=world.n_artworks,
+        hot_user_id=int(world.user_ids[world.hot_user]),
+        event_rows=event_rows,
+        impression_rows=impression_rows,
+        clicked_rows=clicked_rows,
+        user_profile_rows=user_profile_rows,
+        artwork_rows=artwork_rows,
+        embedding_rows=embedding_rows,
+        missing_embedding_ids=tuple(int(i) for i in world.artwork_ids[_missing(world, seed)]),
+        lance_version=lance_version,
+        status="unchanged",
+    )
 
 
 def _remove_stale_parts(dirs: list[Path], keep: set[Path]) -> None:
@@ -803,14 +981,20 @@ def _artwork_versions(world: _World, seed: int) -> pa.Table:
     )
 
 
+def _missing(world: _World, seed: int) -> np.ndarray:
+    """The (sorted) indices of the ~1% of artworks left out of the embedding store."""
+    rng = _rng(seed, _S_EMBED, 1)
+    n = world.n_artworks
+    n_missing = max(1, round(0.01 * n)) if n > 1 else 0
+    return np.sort(rng.choice(n, n_missing, replace=False))
+
+
 def _write_embeddings(world: _World, seed: int, path: Path) -> tuple[tuple[int, ...], int, int]:
     """Write the Lance store, leaving ~1% of artworks out; return (missing ids, rows, version)."""
     import lance  # heavy; only the commands that write or read vectors should pay for it
 
-    rng = _rng(seed, _S_EMBED, 1)
     n = world.n_artworks
-    n_missing = max(1, round(0.01 * n)) if n > 1 else 0
-    missing = np.sort(rng.choice(n, n_missing, replace=False))
+    missing = _missing(world, seed)
     present = np.setdiff1d(np.arange(n), missing, assume_unique=True)
     chunk = 64 * 1024
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
+import shutil
 from pathlib import Path
 
 import lance
@@ -21,6 +22,7 @@ from daedalus.adapters.demo import (
     is_demo_workspace,
     write_demo_workspace,
 )
+from daedalus.adapters.demo.generator import WorkspaceConflictError
 
 from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
 
@@ -61,6 +63,19 @@ def _bits(table: pa.Table) -> pa.Table:
 
 def _parquet_files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*.parquet") if ".lance" not in str(p))
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file under `root` (the Lance store's too): bytes, mtime and inode.
+
+    The inode catches a file replaced by a rename even when the clock has not ticked.
+    """
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[str(path.relative_to(root))] = (path.read_bytes(), st.st_mtime_ns, st.st_ino)
+    return out
 
 
 # --------------------------------------------------------------------------- schemas
@@ -343,7 +358,8 @@ class TestTargetDirectory:
         write_demo_workspace(tmp_path, scale="tiny", days=3)
         (tmp_path / "output").mkdir()
         (tmp_path / "output" / "keep.parquet").write_bytes(b"not ours")
-        summary = write_demo_workspace(tmp_path, scale="tiny", days=2)
+        summary = write_demo_workspace(tmp_path, scale="tiny", days=2, overwrite=True)
+        assert summary.status == "rewritten" and summary.written
         assert sorted(p.name for p in summary.events_dir.iterdir()) == [
             "part-2026-10-01.parquet",
             "part-2026-10-02.parquet",
@@ -374,3 +390,112 @@ class TestTargetDirectory:
         with pytest.raises(ValueError, match=message):
             write_demo_workspace(tmp_path / "ws", **kwargs)  # type: ignore[arg-type]
         assert not (tmp_path / "ws").exists()
+
+
+# --------------------------------------------------------------------------- running it again
+
+
+class TestRunningItAgain:
+    def test_a_complete_workspace_of_the_same_scale_and_seed_is_left_alone(
+        self, tmp_path: Path
+    ) -> None:
+        first = write_demo_workspace(tmp_path, scale="tiny", seed=7, start=START)
+        assert first.status == "created" and first.written
+        before = _snapshot(tmp_path)
+        again = write_demo_workspace(tmp_path, scale="tiny", seed=7, start=START)
+        assert _snapshot(tmp_path) == before  # no file rewritten: same bytes, mtimes, inodes
+        assert again.status == "unchanged" and not again.written
+        # The summary still describes the workspace, as the first run's did.
+        for field in (
+            "scale", "seed", "start", "end", "days", "event_files", "impression_files",
+            "users", "artworks", "hot_user_id", "event_rows", "impression_rows",
+            "clicked_rows", "user_profile_rows", "artwork_rows", "embedding_rows",
+            "missing_embedding_ids", "lance_version",
+        ):  # fmt: skip
+            assert getattr(again, field) == getattr(first, field), field
+
+    @pytest.mark.parametrize(
+        "kwargs", [{"seed": 8}, {"scale": "small"}, {"days": 2}, {"start": dt.date(2026, 9, 1)}]
+    )
+    def test_another_configuration_is_refused_without_overwrite(
+        self, tmp_path: Path, kwargs: dict[str, object]
+    ) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", seed=7, start=START)
+        before = _snapshot(tmp_path)
+        args: dict[str, object] = {"scale": "tiny", "seed": 7, "start": START} | kwargs
+        with pytest.raises(WorkspaceConflictError, match="overwrite") as caught:
+            write_demo_workspace(tmp_path, **args)  # type: ignore[arg-type]
+        assert isinstance(caught.value, FileExistsError)  # what the app maps to `conflict`
+        assert caught.value.existing["scale"] == "tiny" and caught.value.existing["seed"] == 7
+        assert _snapshot(tmp_path) == before
+
+    def test_overwrite_rewrites_it_in_the_new_configuration(self, tmp_path: Path) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", seed=7, start=START)
+        summary = write_demo_workspace(tmp_path, scale="tiny", seed=8, days=2, overwrite=True)
+        assert summary.status == "rewritten"
+        marker = json.loads((tmp_path / MARKER_NAME).read_text())
+        assert (marker["seed"], marker["end"], marker["complete"]) == (8, "2026-10-02", True)
+        assert len(list(summary.events_dir.iterdir())) == 2  # the other days are gone
+        assert summary.lance_version == 2
+
+    def test_overwrite_rewrites_even_an_identical_workspace(self, tmp_path: Path) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", days=2)
+        before = _snapshot(tmp_path)
+        summary = write_demo_workspace(tmp_path, scale="tiny", days=2, overwrite=True)
+        assert summary.status == "rewritten" and summary.lance_version == 2
+        after = _snapshot(tmp_path)
+        for rel in _parquet_files(tmp_path):
+            assert after[str(rel)][0] == before[str(rel)][0]  # same bytes, written again
+            assert after[str(rel)][2] != before[str(rel)][2]
+
+    def test_an_interrupted_run_is_completed_whatever_its_configuration(
+        self, tmp_path: Path
+    ) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", seed=8, days=3)
+        marker_path = tmp_path / MARKER_NAME
+        marker = json.loads(marker_path.read_text())
+        marker_path.write_text(json.dumps(marker | {"complete": False}))
+        (tmp_path / "data/events/part-2026-10-03.parquet").unlink()
+        summary = write_demo_workspace(tmp_path, scale="tiny", seed=7, days=2)
+        assert summary.status == "completed" and summary.written
+        assert json.loads(marker_path.read_text())["complete"] is True
+        assert len(list(summary.events_dir.iterdir())) == 2
+        assert len(list(summary.impressions_dir.iterdir())) == 2
+
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            "data/events/part-2026-10-02.parquet",
+            "data/user_profiles/part-0.parquet",
+            "data/artwork_embeddings.lance",
+        ],
+    )
+    def test_a_complete_marker_over_missing_files_is_rewritten(
+        self, tmp_path: Path, damage: str
+    ) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", days=2)
+        target = tmp_path / damage
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+        summary = write_demo_workspace(tmp_path, scale="tiny", days=2)
+        assert summary.status == "completed"
+        assert target.exists()
+
+    def test_a_stray_day_file_makes_it_incomplete(self, tmp_path: Path) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", days=2)
+        stray = tmp_path / "data/events/part-2026-10-09.parquet"
+        stray.write_bytes((tmp_path / "data/events/part-2026-10-01.parquet").read_bytes())
+        summary = write_demo_workspace(tmp_path, scale="tiny", days=2)
+        assert summary.status == "completed" and not stray.exists()
+
+    def test_a_directory_with_files_but_no_marker_still_needs_overwrite(
+        self, tmp_path: Path
+    ) -> None:
+        write_demo_workspace(tmp_path, scale="tiny", days=2)
+        (tmp_path / MARKER_NAME).unlink()
+        with pytest.raises(WorkspaceNotEmptyError):
+            write_demo_workspace(tmp_path, scale="tiny", days=2)
+        summary = write_demo_workspace(tmp_path, scale="tiny", days=2, overwrite=True)
+        assert summary.status == "created" and is_demo_workspace(tmp_path)

@@ -22,7 +22,13 @@ class DemoCases:
     def init(
         self, directory: Path, scale: str = "small", seed: int = 7, overwrite: bool = False
     ) -> dict[str, Any]:
-        """Write a demo workspace into `directory`; refuses a non-empty unrelated directory."""
+        """Write a demo workspace into `directory`, unless the same one is already complete there.
+
+        The same scale and seed already complete: nothing written (`written` False, `status`
+        `unchanged`). Another complete demo workspace, or a non-empty unrelated directory: a
+        `conflict` unless `overwrite`. An interrupted one is written again. `status` is
+        `created`, `completed`, `rewritten` or `unchanged`.
+        """
         if scale not in SCALES:
             raise AppError(
                 "invalid_argument",
@@ -32,11 +38,18 @@ class DemoCases:
         try:
             summary = self._writer(directory, scale=scale, seed=seed, overwrite=overwrite)
         except FileExistsError as exc:
-            raise AppError("conflict", str(exc), {"directory": str(directory)}) from exc
+            data: dict[str, Any] = {"directory": str(directory)}
+            existing = getattr(exc, "existing", None)
+            if existing:  # a complete demo workspace of another scale or seed
+                data["existing"] = existing
+            raise AppError("conflict", str(exc), data) from exc
         except ValueError as exc:
             raise AppError("invalid_argument", str(exc)) from exc
+        status = getattr(summary, "status", "created")
         return {
             "workspace": str(Path(directory).resolve()),
+            "written": status != "unchanged",
+            "status": status,
             "scale": scale,
             "seed": seed,
             "start": summary.start.isoformat(),
