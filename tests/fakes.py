@@ -19,6 +19,7 @@ from daedalus.aggregation import KernelAggregator
 from daedalus.pit.kernel import WindowKernel, WindowRequest
 from daedalus.pit.spec import Engine
 from daedalus.ports import (
+    DayBatch,
     DayFunction,
     DayRunnerPort,
     EmbeddingStorePort,
@@ -243,10 +244,11 @@ class InMemorySink(SinkPort):
 
 
 class OutOfOrderDayRunner(DayRunnerPort):
-    """A cluster runner's behaviour, in process: `in_flight` days are started (on_start) before
-    any of them runs, then they run and are yielded newest first. Records what it did:
-    `started` (in start order), `finished` (in yield order), `failed` (raised), `cancelled`
-    (started, never run: a day failed or the caller stopped reading)."""
+    """A cluster runner's behaviour, in process: `in_flight` batches are started (on_start)
+    before any of them runs, then they run and are yielded newest first. Records what it did,
+    by the first day of each batch: `started` (in start order), `finished` (in yield order),
+    `failed` (raised), `cancelled` (started, never run: a batch failed or the caller stopped
+    reading)."""
 
     name = "fake"
 
@@ -260,34 +262,34 @@ class OutOfOrderDayRunner(DayRunnerPort):
     def run(
         self,
         fn: DayFunction[_R],
-        days: Sequence[dt.date],
+        batches: Sequence[DayBatch],
         *,
-        on_start: Callable[[dt.date], None] | None = None,
+        on_start: Callable[[DayBatch], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[_R]:
         stop = should_stop or (lambda: False)
-        days = list(days)
-        for i in range(0, len(days), self.in_flight):
-            batch: list[dt.date] = []
-            for day in days[i : i + self.in_flight]:
+        batches = list(batches)
+        for i in range(0, len(batches), self.in_flight):
+            group: list[DayBatch] = []
+            for batch in batches[i : i + self.in_flight]:
                 if stop():
                     break
                 if on_start is not None:
-                    on_start(day)
-                self.started.append(day)
-                batch.append(day)
-            pending = list(reversed(batch))
+                    on_start(batch)
+                self.started.append(batch.first)
+                group.append(batch)
+            pending = list(reversed(group))
             try:
                 while pending:
-                    day = pending.pop(0)
+                    batch = pending.pop(0)
                     try:
-                        result = fn(day, lambda: False)  # a remote day can't see the caller's flag
+                        result = fn(batch, lambda: False)  # remote work can't see the caller's flag
                     except BaseException:
-                        self.failed.append(day)
+                        self.failed.append(batch.first)
                         raise
-                    self.finished.append(day)
+                    self.finished.append(batch.first)
                     yield result
             finally:
-                self.cancelled.extend(pending)
-            if len(batch) < len(days[i : i + self.in_flight]):
+                self.cancelled.extend(b.first for b in pending)
+            if len(group) < len(batches[i : i + self.in_flight]):
                 return

@@ -459,6 +459,7 @@ def _pipeline(
     engine: str | None = None,
     ray_address: str | None = None,
     ray_days_in_flight: int | None = None,
+    batch_rows: int | None = None,
 ) -> Any:
     return _application(
         workspace,
@@ -467,6 +468,7 @@ def _pipeline(
         engine=engine,
         ray_address=ray_address,
         ray_days_in_flight=ray_days_in_flight,
+        batch_rows=batch_rows,
     )
 
 
@@ -529,6 +531,15 @@ def pipeline_train(
             "max_invalid_fraction (default: the definition's, else 0.01)."
         ),
     ] = None,
+    batch_rows: Annotated[
+        int | None,
+        Parameter(
+            help="The most spine rows computed together: consecutive days are batched up to "
+            "this many rows, one engine call per feature view per batch (default 1,000,000; "
+            "env DAEDA_BATCH_ROWS). Lower it to bound memory on a small machine; the output "
+            "is the same."
+        ),
+    ] = None,
     allow_duplicate_spine_rows: Annotated[
         bool,
         Parameter(
@@ -577,7 +588,9 @@ def pipeline_train(
     """
 
     def body() -> int:
-        application = _pipeline(workspace, catalog, out, engine, ray_address, ray_days_in_flight)
+        application = _pipeline(
+            workspace, catalog, out, engine, ray_address, ray_days_in_flight, batch_rows
+        )
         options = {
             "engine": engine,
             "force": force,

@@ -29,7 +29,6 @@ thrown away) and the day's own exception — a `PitError`, `SinkError`, ... unwr
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
@@ -37,7 +36,7 @@ import ray
 from daedalus.adapters.lance_ray.enricher import ensure_ray
 from ray.exceptions import RayError, RayTaskError
 
-from daedalus.ports import DayFunction, DayRunnerPort, R
+from daedalus.ports import DayBatch, DayFunction, DayRunnerPort, R
 
 __all__ = ["DAY_TASK_CPUS", "RayDayRunner"]
 
@@ -52,10 +51,10 @@ def _never() -> bool:
 
 
 @ray.remote(num_cpus=DAY_TASK_CPUS)
-def _run_day_task(fn: DayFunction[R], day: dt.date) -> R:
-    """One day on a Ray worker. The caller's cancel flag cannot reach here: the driver
-    cancels the task instead (`ray.cancel`), which interrupts it like Ctrl-C would."""
-    return fn(day, _never)
+def _run_day_task(fn: DayFunction[R], batch: DayBatch) -> R:
+    """One batch of days on a Ray worker. The caller's cancel flag cannot reach here: the
+    driver cancels the task instead (`ray.cancel`), which interrupts it like Ctrl-C would."""
+    return fn(batch, _never)
 
 
 class RayDayRunner(DayRunnerPort):
@@ -111,31 +110,29 @@ class RayDayRunner(DayRunnerPort):
     def run(
         self,
         fn: DayFunction[R],
-        days: Sequence[dt.date],
+        batches: Sequence[DayBatch],
         *,
-        on_start: Callable[[dt.date], None] | None = None,
+        on_start: Callable[[DayBatch], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[R]:
         stop = should_stop or _never
-        queue = collections.deque(days)
+        queue = collections.deque(batches)
         if not queue:
             return
         self.check()
         limit = self.in_flight_limit()
         fn_ref = ray.put(fn)  # shipped once, shared by every day's task
-        pending: dict[ray.ObjectRef, dt.date] = {}
+        pending: dict[ray.ObjectRef, DayBatch] = {}
         try:
             while queue or pending:
                 while queue and len(pending) < limit:
                     if stop():
                         return
-                    day = queue.popleft()
+                    batch = queue.popleft()
                     if on_start is not None:
-                        on_start(day)
-                    ref = _run_day_task.options(name=f"daedalus-day-{day.isoformat()}").remote(
-                        fn_ref, day
-                    )
-                    pending[ref] = day
+                        on_start(batch)
+                    ref = _run_day_task.options(name=f"daedalus-days-{batch}").remote(fn_ref, batch)
+                    pending[ref] = batch
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
                     yield self._result(ref, pending.pop(ref))
@@ -144,7 +141,7 @@ class RayDayRunner(DayRunnerPort):
         finally:
             self._cancel(pending)
 
-    def _result(self, ref: ray.ObjectRef, day: dt.date) -> R:
+    def _result(self, ref: ray.ObjectRef, batch: DayBatch) -> R:
         """The day's result; a day's own exception is re-raised as itself, not Ray's wrapper."""
         try:
             return ray.get(ref)
@@ -154,18 +151,19 @@ class RayDayRunner(DayRunnerPort):
                 # `exc` is Ray's dual RayTaskError(cause class): its str holds the remote trace.
                 remote = getattr(exc, "traceback_str", None) or str(exc)
                 cause.add_note(
-                    f"day {day} failed on the Ray cluster at {self.address}; remote traceback:\n"
+                    f"days {batch} failed on the Ray cluster at {self.address}; remote "
+                    "traceback:\n"
                     f"{remote}"
                 )
                 raise cause from None
             raise
 
-    def _cancel(self, pending: dict[ray.ObjectRef, dt.date]) -> None:
-        """Cancel the days still in flight and give them time to throw their staging away."""
+    def _cancel(self, pending: dict[ray.ObjectRef, DayBatch]) -> None:
+        """Cancel the batches in flight and give them time to throw their staging away."""
         if not pending:
             return
         refs = list(pending)
-        log.info("cancelling %d day(s) in flight on Ray: %s", len(refs), sorted(pending.values()))
+        log.info("cancelling %d batch(es) in flight on Ray: %s", len(refs), list(pending.values()))
         for ref in refs:
             ray.cancel(ref, force=False, recursive=True)
         _, stuck = ray.wait(refs, num_returns=len(refs), timeout=self.cancel_grace_seconds)

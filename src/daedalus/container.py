@@ -111,6 +111,7 @@ class Container(containers.DeclarativeContainer):
         open_store=open_store,
         default_engine=config.engine,
         day_runner=day_runner.provider,
+        batch_rows=config.batch_rows,
     )
     demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
 
@@ -139,6 +140,7 @@ def build_container(settings: Settings) -> Container:
             "sink": "parquet",
             "ray_address": settings.ray_address,
             "ray_days_in_flight": settings.ray_days_in_flight,
+            "batch_rows": settings.batch_rows,
             "run_store_path": settings.workspace / ".daedalus" / "runs.sqlite",
         }
     )

@@ -18,6 +18,7 @@ from daedalus.pit.spec import Engine, PitSpec
 
 __all__ = [
     "AggregatorPort",
+    "DayBatch",
     "DayFunction",
     "DayRunnerPort",
     "EmbeddingStorePort",
@@ -242,17 +243,39 @@ class SinkPort(abc.ABC):
 
 R = TypeVar("R")
 
-#: One day's work: `fn(day, cancelled) -> result`. `cancelled` is polled between the day's
-#: steps (it raises to stop); a runner that cannot reach the caller's flag passes one that is
-#: always False and cancels the day its own way.
-DayFunction = Callable[[dt.date, Callable[[], bool]], R]
+
+@attrs.frozen
+class DayBatch:
+    """Consecutive days computed together: one aggregator call per feature operator over all
+    their spine rows, then split and published day by day. `rows`: their spine rows."""
+
+    days: tuple[dt.date, ...]
+    rows: int = 0
+
+    @property
+    def first(self) -> dt.date:
+        return self.days[0]
+
+    @property
+    def last(self) -> dt.date:
+        return self.days[-1]
+
+    def __str__(self) -> str:
+        return str(self.first) if len(self.days) == 1 else f"{self.first}..{self.last}"
+
+
+#: One batch's work: `fn(batch, cancelled) -> result`. `cancelled` is polled between the
+#: batch's steps (it raises to stop); a runner that cannot reach the caller's flag passes one
+#: that is always False and cancels the batch its own way.
+DayFunction = Callable[[DayBatch, Callable[[], bool]], R]
 
 
 class DayRunnerPort(abc.ABC):
-    """Runs a day function over days: one after another in this process, or on a cluster.
+    """Runs a batch function over batches of days: one after another in this process, or on a
+    cluster.
 
     The function must be picklable (a runner may ship it to other processes or machines) and
-    must publish each day atomically itself, so a day stopped half-way leaves nothing behind.
+    must publish each day atomically itself, so a batch stopped half-way leaves no partial day.
     """
 
     #: Recorded in each day's manifest and in the run summary ("local", "ray", ...).
@@ -265,21 +288,21 @@ class DayRunnerPort(abc.ABC):
     def run(
         self,
         fn: DayFunction[R],
-        days: Sequence[dt.date],
+        batches: Sequence[DayBatch],
         *,
-        on_start: Callable[[dt.date], None] | None = None,
+        on_start: Callable[[DayBatch], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[R]:
-        """Run `fn` for every day and yield each result as soon as its day is done (not
-        necessarily in day order). At most a bounded number of days is in flight, so memory is
-        bounded by those days, not by the range.
+        """Run `fn` for every batch and yield each result as soon as its batch is done (not
+        necessarily in order). At most a bounded number of batches is in flight, so memory is
+        bounded by those batches, not by the range.
 
-        `on_start(day)` is called (in the caller's thread) when a day is started or submitted.
-        `should_stop` is polled (in the caller's thread) between days and while waiting; when
-        it returns True the runner stops starting days, cancels those in flight and the
-        iterator ends early. An exception of a day propagates (the original exception, not a
-        wrapper) after the days still in flight were cancelled. Closing the iterator early
-        cancels the days in flight too.
+        `on_start(batch)` is called (in the caller's thread) when a batch is started or
+        submitted. `should_stop` is polled (in the caller's thread) between batches and while
+        waiting; when it returns True the runner stops starting batches, cancels those in
+        flight and the iterator ends early. An exception of a batch propagates (the original
+        exception, not a wrapper) after the batches still in flight were cancelled. Closing the
+        iterator early cancels the batches in flight too.
         """
 
 

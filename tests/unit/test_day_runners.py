@@ -15,10 +15,16 @@ import pytest
 
 from daedalus.catalog.registry import FeatureCatalog
 from daedalus.pipeline.compiler import compile_service
-from daedalus.pipeline.executor import Cancelled, DayResult, DayTask, run_pipeline
+from daedalus.pipeline.executor import (
+    BatchTask,
+    Cancelled,
+    DayResult,
+    plan_batches,
+    run_pipeline,
+)
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.errors import PitError
-from daedalus.ports import DayRunnerPort
+from daedalus.ports import DayBatch, DayRunnerPort
 from tests.fakes import (
     InMemoryAggregator,
     InMemoryEmbeddingStore,
@@ -67,6 +73,9 @@ class FailingOn(InMemoryAggregator):
         if spine.num_rows and spine[kw.get("timestamp", "ts")][0].as_py().date() == self.day:
             raise PitError("the engine failed", code="engine")
         return super().aggregate_pit_table(spine, specs, **kw)
+
+
+BATCHES = [DayBatch((d,), 3) for d in DAYS]
 
 
 def _at(day: dt.date, hour: int) -> dt.datetime:
@@ -127,6 +136,7 @@ def train(
     runner: DayRunnerPort | None = None,
     events: list[dict[str, Any]] | None = None,
     aggregator: InMemoryAggregator | None = None,
+    batch_rows: int = 3,  # three spine rows a day: one day per batch, unless a test says so
     **kw: Any,
 ) -> Any:
     catalog = FeatureCatalog.from_yaml_dir(workspace / "feature_views")
@@ -134,13 +144,13 @@ def train(
         compile_service("svc", catalog, "duckdb"),
         DAYS[0],
         DAYS[-1],
-        catalog=catalog,
         workspace=workspace,
         aggregator=aggregator or InMemoryAggregator(),
         enricher=enricher(),
         sink=sink,
         runner=runner,
         on_event=None if events is None else events.append,
+        batch_rows=batch_rows,
         **kw,
     )
 
@@ -156,29 +166,29 @@ class TestLocalDayRunner:
         def stop() -> bool:
             return False
 
-        def fn(day: dt.date, cancelled: Any) -> str:
-            seen.append((day, cancelled is stop))
-            assert started[-1] == day  # on_start comes right before the day runs
-            return day.isoformat()
+        def fn(batch: DayBatch, cancelled: Any) -> str:
+            seen.append((batch.first, cancelled is stop))
+            assert started[-1] == batch  # on_start comes right before the batch runs
+            return str(batch)
 
-        out = list(LocalDayRunner().run(fn, DAYS, on_start=started.append, should_stop=stop))
+        out = list(LocalDayRunner().run(fn, BATCHES, on_start=started.append, should_stop=stop))
         assert out == [d.isoformat() for d in DAYS]
-        assert started == DAYS and seen == [(d, True) for d in DAYS]
+        assert started == BATCHES and seen == [(d, True) for d in DAYS]
 
     def test_stops_before_the_next_day_when_asked(self) -> None:
-        ran: list[dt.date] = []
+        ran: list[DayBatch] = []
         outcomes = LocalDayRunner().run(
-            lambda day, _c: ran.append(day), DAYS, should_stop=lambda: len(ran) == 2
+            lambda batch, _c: ran.append(batch), BATCHES, should_stop=lambda: len(ran) == 2
         )
-        assert len(list(outcomes)) == 2 and ran == DAYS[:2]
+        assert len(list(outcomes)) == 2 and ran == BATCHES[:2]
 
     def test_a_day_error_propagates_as_itself(self) -> None:
-        def fn(day: dt.date, _c: Any) -> None:
-            if day == DAYS[1]:
+        def fn(batch: DayBatch, _c: Any) -> None:
+            if batch.first == DAYS[1]:
                 raise PitError("bad day", code="null_key")
 
         with pytest.raises(PitError, match="bad day"):
-            list(LocalDayRunner().run(fn, DAYS))
+            list(LocalDayRunner().run(fn, BATCHES))
 
     def test_it_is_named_local_and_has_nothing_to_check(self) -> None:
         runner = LocalDayRunner()
@@ -201,7 +211,9 @@ class TestRunPipelineWithARunner:
         kinds = [(e["event"], e.get("day")) for e in events]
         assert kinds[0] == ("run_started", None) and events[0]["runner"] == "local"
         assert kinds[1:-1] == [
-            (kind, d.isoformat()) for d in DAYS for kind in ("day_started", "day_done")
+            (kind, None if kind == "batch_started" else d.isoformat())
+            for d in DAYS
+            for kind in ("batch_started", "day_started", "day_done")
         ]
 
     def test_an_out_of_order_runner_gives_the_same_days_in_day_order(self, workspace: Path) -> None:
@@ -216,7 +228,7 @@ class TestRunPipelineWithARunner:
             assert table.equals(local.days[("svc", day)][0])
             assert manifest["runner"] == "fake"
         # Progress events are the driver's: two days started before the first is done.
-        kinds = [(e["event"], e.get("day")) for e in events[1:-1]]
+        kinds = [(e["event"], e.get("day")) for e in events[1:-1] if "day" in e]
         assert kinds[:4] == [
             ("day_started", "2026-01-01"),
             ("day_started", "2026-01-02"),
@@ -301,15 +313,58 @@ class TestRunPipelineWithARunner:
                 compile_service("svc", catalog, "duckdb"),
                 DAYS[0],
                 DAYS[0],
-                catalog=catalog,
                 workspace=workspace,
                 aggregator=InMemoryAggregator(),
                 enricher=enricher(),
                 sink=sink,
                 runner=Capture(),
             )
-        assert isinstance(task, DayTask)
+        assert isinstance(task, BatchTask)
         copy = pickle.loads(pickle.dumps(task))
-        result = copy(DAYS[0], lambda: False)
+        (result,) = copy(DayBatch((DAYS[0],), 3), lambda: False)
         assert isinstance(result, DayResult) and result.rows == 3
         assert copy.sink.days[("svc", DAYS[0])][1]["runner"] == "local"
+
+
+# ------------------------------------------------------------------------------ batches
+
+
+class TestBatches:
+    def test_consecutive_days_are_grouped_up_to_the_row_budget(self) -> None:
+        days = [dt.date(2026, 1, d) for d in (1, 2, 3, 4, 6, 7)]
+        rows = {d.isoformat(): 10 for d in days} | {"2026-01-03": 25}
+        batches = plan_batches(days, rows, budget=30)
+        assert (
+            [(b.days, b.rows) for b in batches]
+            == [
+                (tuple(days[:2]), 20),
+                ((days[2],), 25),  # more than the budget with its neighbours: a batch of its own
+                ((days[3],), 10),  # a gap (2026-01-05 is current) ends a batch
+                (tuple(days[4:]), 20),
+            ]
+        )
+        assert plan_batches([], rows, budget=30) == []
+
+    def test_a_batched_run_writes_what_a_day_by_day_run_writes(self, workspace: Path) -> None:
+        by_day, batched, calls = InMemorySink(), InMemorySink(), []
+
+        class Counting(InMemoryAggregator):
+            def aggregate_pit_table(self, spine: pa.Table, specs: Any, **kw: Any) -> pa.Table:
+                calls.append(spine.num_rows)
+                return super().aggregate_pit_table(spine, specs, **kw)
+
+        train(workspace, by_day)
+        summary = train(workspace, batched, aggregator=Counting(), batch_rows=6)
+        assert summary.batches == 2 and calls and set(calls) == {6, 3}
+        for day in DAYS:
+            written, manifest = batched.days[("svc", day)]
+            assert written.equals(by_day.days[("svc", day)][0])
+        assert manifest["batch"] == {"days": [DAYS[2].isoformat()], "rows": 3}
+
+    def test_a_failing_batch_names_its_days_and_publishes_none_of_them(
+        self, workspace: Path
+    ) -> None:
+        sink = InMemorySink()
+        with pytest.raises(PitError, match=r"^days 2026-01-01\.\.2026-01-02: the engine failed"):
+            train(workspace, sink, aggregator=FailingOn(DAYS[0]), batch_rows=6)
+        assert sink.days == {}

@@ -15,6 +15,7 @@ from daedalus.catalog.errors import UnknownName
 from daedalus.pipeline.audit import audit_day
 from daedalus.pipeline.compiler import compile_service
 from daedalus.pipeline.executor import (
+    DEFAULT_BATCH_ROWS,
     Cancelled,
     PipelineError,
     Plan,
@@ -94,6 +95,7 @@ class PipelineCases:
         open_store: Callable[[StoreRef], EmbeddingStorePort],
         default_engine: str = "duckdb",
         day_runner: Callable[[], DayRunnerPort] = LocalDayRunner,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
     ) -> None:
         self.workspace = workspace
         self.catalog_cases = catalog_cases
@@ -103,6 +105,7 @@ class PipelineCases:
         self._open_store = open_store
         self.default_engine = default_engine
         self._day_runner = day_runner
+        self.batch_rows = batch_rows
 
     def _engine(self, engine: str | None) -> str:
         value = engine or self.default_engine
@@ -181,7 +184,6 @@ class PipelineCases:
                 pipeline,
                 first,
                 last,
-                catalog=self.catalog_cases.catalog(),
                 workspace=self.workspace,
                 aggregator=self._aggregator_for(pipeline.engine),
                 enricher=self._needs_enricher(pipeline),
@@ -192,6 +194,7 @@ class PipelineCases:
                 runner=self._day_runner(),
                 policy=policy,
                 holder=holder,
+                batch_rows=self.batch_rows,
             )
         return summary.to_dict()
 
@@ -199,7 +202,7 @@ class PipelineCases:
         """The days present and whether each is current (its manifest matches today's inputs)."""
         pipeline = self.pipeline(service)
         with translate_errors():
-            plan = Plan(pipeline, self.catalog_cases.catalog(), self.workspace)
+            plan = Plan(pipeline, self.workspace)
             try:
                 identity: dict[str, Any] | None = current_identity(
                     plan, self._needs_enricher(pipeline)
@@ -296,7 +299,6 @@ class PipelineCases:
             report = audit_day(
                 pipeline,
                 d,
-                catalog=self.catalog_cases.catalog(),
                 workspace=self.workspace,
                 sink=self.sink,
                 open_store=self._open_store,

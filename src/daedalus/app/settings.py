@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from daedalus.app.errors import AppError
+from daedalus.pipeline import DEFAULT_BATCH_ROWS
 
 __all__ = ["Settings"]
 
@@ -21,7 +22,9 @@ class Settings:
     defaults to `<workspace>/out`. Every path a request names must stay inside `workspace`.
     `ray_address`: a Ray cluster that runs the training days and their enrich batches (None:
     days run one after another in this process, enrich on a local Ray). `ray_days_in_flight`:
-    how many days may run on that cluster at once (None: half its CPUs, at least 1).
+    how many batches of days may run on that cluster at once (None: half its CPUs, at least
+    1). `batch_rows`: the most spine rows computed together (consecutive days are batched up
+    to it).
     """
 
     workspace: Path = attrs.field(converter=lambda p: Path(p).resolve())
@@ -30,6 +33,16 @@ class Settings:
     engine: str = "duckdb"
     ray_address: str | None = None
     ray_days_in_flight: int | None = attrs.field(default=None)
+    batch_rows: int = attrs.field(default=DEFAULT_BATCH_ROWS)
+
+    @batch_rows.validator
+    def _check_batch_rows(self, _attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise AppError(
+                "invalid_argument",
+                f"the batch size must be at least 1 spine row, got {value}",
+                {"field": "batch_rows"},
+            )
 
     @ray_days_in_flight.validator
     def _check_in_flight(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
@@ -50,6 +63,7 @@ class Settings:
         engine: str | None = None,
         ray_address: str | None = None,
         ray_days_in_flight: int | None = None,
+        batch_rows: int | None = None,
     ) -> Settings:
         """Flags first, then DAEDA_* environment variables (and RAY_ADDRESS), then defaults."""
         ws = Path(workspace or os.environ.get("DAEDA_WORKSPACE") or ".")
@@ -68,6 +82,11 @@ class Settings:
                 if ray_days_in_flight is not None
                 else _int_env("DAEDA_RAY_DAYS_IN_FLIGHT")
             ),
+            batch_rows=(
+                batch_rows
+                if batch_rows is not None
+                else (_int_env("DAEDA_BATCH_ROWS") or DEFAULT_BATCH_ROWS)
+            ),
         )
 
     def to_dict(self) -> dict[str, str | int | None]:
@@ -78,6 +97,7 @@ class Settings:
             "engine": self.engine,
             "ray_address": self.ray_address,
             "ray_days_in_flight": self.ray_days_in_flight,
+            "batch_rows": self.batch_rows,
         }
 
 

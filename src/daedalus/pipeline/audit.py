@@ -31,7 +31,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from daedalus.catalog.registry import FeatureCatalog
 from daedalus.pipeline.executor import Plan, project_day, read_spine_day
 from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pit.reference import reference_pit_table
@@ -128,7 +127,6 @@ def audit_day(
     pipeline: OperatorPipeline,
     day: dt.date,
     *,
-    catalog: FeatureCatalog,
     workspace: str | Path,
     sink: SinkPort,
     open_store: Callable[[StoreRef], EmbeddingStorePort] | None = None,
@@ -141,7 +139,7 @@ def audit_day(
 
     Raises SinkError when the day is not written.
     """
-    plan = Plan(pipeline, catalog, Path(workspace))
+    plan = Plan(pipeline, workspace)
     table = sink.read_day(pipeline.service, day)
     manifest = sink.read_manifest(pipeline.service, day)
     rows = _check_rows(plan, table, read_spine_day(plan, day), manifest)

@@ -17,35 +17,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import daedalus
-from daedalus.catalog.dtypes import parse_dtype
-from daedalus.catalog.registry import ENTITIES, TIMESTAMP_TYPE, FeatureCatalog
+from daedalus.pipeline import DEFAULT_BATCH_ROWS
 from daedalus.pipeline.inputs import InputPolicy, InputReport, check_inputs
-from daedalus.pipeline.operators import Operator, OperatorPipeline, OpKind
+from daedalus.pipeline.operators import FeatureJoin, Operator, OperatorPipeline
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pit.compute import PitReport
 from daedalus.pit.errors import PitError
-from daedalus.pit.sources import expand_paths, read_source
-from daedalus.pit.spec import AsOfSpec, PitSpec, SourceSpec, specs_for_view
+from daedalus.pit.sources import expand_paths, read_source, timestamps_to_micros
+from daedalus.pit.spec import PitSpec, SourceSpec
 from daedalus.ports import (
     AggregatorPort,
+    DayBatch,
     DayRunnerPort,
     EnricherPort,
     PoolRequest,
     SinkPort,
-    StoreRef,
 )
 
 __all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "BatchTask",
     "Cancelled",
     "DayResult",
-    "DayTask",
     "PipelineError",
     "Plan",
     "RunSummary",
     "current_identity",
     "day_range",
     "is_current",
+    "plan_batches",
     "project_day",
+    "read_spine_day",
+    "read_spine_days",
     "run_pipeline",
 ]
 
@@ -96,6 +99,7 @@ class RunSummary:
     seconds: float
     runner: str = "local"
     inputs: InputReport | None = None
+    batches: int = 0
 
     @property
     def written(self) -> int:
@@ -119,6 +123,7 @@ class RunSummary:
             "days_skipped": self.skipped,
             "rows": self.rows,
             "seconds": round(self.seconds, 3),
+            "batches": self.batches,
             "days": [d.to_dict() for d in self.days],
             "inputs": self.inputs.to_dict() if self.inputs else None,
             "warnings": self.inputs.warnings() if self.inputs else [],
@@ -150,61 +155,28 @@ def _sha(payload: Any) -> str:
 
 
 class Plan:
-    """Everything a run needs, resolved and checked once before any day is touched."""
+    """A compiled plan bound to a workspace: what a run reads, computes and writes, taken from
+    the typed operators (never from the catalog again)."""
 
-    def __init__(
-        self, pipeline: OperatorPipeline, catalog: FeatureCatalog, workspace: Path
-    ) -> None:
-        self.pipeline = pipeline
-        self.catalog = catalog
-        self.workspace = workspace
-        svc = catalog.service(pipeline.service)
-        self.service = svc
-        self.schema = catalog.resolved_schema(svc)
-        spine_op = pipeline.op("spine")
-        self.keys: list[str] = list(spine_op.params["keys"])
-        self.timestamp: str = spine_op.params["timestamp"]
-        self.labels: dict[str, str] = dict(spine_op.params["labels"])
-        self.naive_spine = bool(spine_op.params["naive_timestamps_are_utc"])
-        spine_schema = pa.schema(
-            [
-                *(pa.field(k, pa.int64()) for k in self.keys),
-                pa.field(self.timestamp, TIMESTAMP_TYPE),
-                *(pa.field(n, parse_dtype(t)) for n, t in self.labels.items()),
-            ]
+    def __init__(self, pipeline: OperatorPipeline, workspace: str | Path) -> None:
+        self.workspace = Path(workspace)
+        self.pipeline = pipeline.bind(self.workspace)
+        spine = self.pipeline.spine
+        self.spine_source = spine.source
+        self.keys: list[str] = list(spine.keys)
+        self.timestamp: str = spine.source.timestamp
+        self.labels: list[str] = list(spine.labels)
+        self.naive_spine = spine.source.naive_timestamps_are_utc
+        self.spine_limit = spine.max_invalid_fraction
+        self.schema = self.pipeline.schema
+        self.joins: list[tuple[Operator, FeatureJoin]] = self.pipeline.feature_ops
+        self.feature_ops: list[tuple[Operator, list[PitSpec]]] = [
+            (op, list(join.specs)) for op, join in self.joins
+        ]
+        self.sources: dict[str, SourceSpec] = dict(
+            (name, src) for name, src in self.pipeline.sources() if name != "spine"
         )
-        self.spine_source = SourceSpec(
-            name=f"spine of {svc.name}",
-            timestamp=self.timestamp,
-            schema=spine_schema,
-            paths=(str(workspace / spine_op.params["path"]),),
-            naive_timestamps_are_utc=self.naive_spine,
-        )
-        self.spine_limit = svc.spine.max_invalid_fraction
-        self.sources: dict[str, SourceSpec] = {}
-        self.feature_ops: list[tuple[Operator, list[PitSpec]]] = []
-        for op in pipeline.operators:
-            if op.kind not in (OpKind.ASOF_JOIN, OpKind.ROLLING_AGGREGATE):
-                continue
-            view = catalog.views[op.params["view"]]
-            source = self.sources.setdefault(view.name, SourceSpec.from_view(view, root=workspace))
-            names = [f["name"] for f in op.params["features"]]
-            aliases = {f["name"]: f["output"] for f in op.params["features"]}
-            specs = specs_for_view(view, source, names, aliases)
-            specs = [s for s in specs if isinstance(s, AsOfSpec) == (op.kind is OpKind.ASOF_JOIN)]
-            self.feature_ops.append((op, specs))
-        self.pool_requests: list[PoolRequest] = []
-        if any(o.kind is OpKind.ENRICH for o in pipeline.operators):
-            for emb in pipeline.op("enrich").params["embeddings"]:
-                store = catalog.stores[emb["store"]]
-                ref = StoreRef(
-                    store.name,
-                    str(workspace / store.path),
-                    store.id_column,
-                    store.vector_column,
-                    store.dim,
-                )
-                self.pool_requests.append(PoolRequest(emb["name"], emb["source"], ref))
+        self.pool_requests: list[PoolRequest] = list(self.pipeline.pool_requests)
 
     def input_files(self) -> dict[str, list[str]]:
         """Every input file, per source; raises PitError naming a source with no files."""
@@ -218,11 +190,10 @@ class Plan:
     ) -> InputReport:
         """Every input file checked against its definition and the unusable rows counted
         (`daedalus.pipeline.inputs.check_inputs`); raises PitError before any write."""
-        sources = {}
-        for name, source in self.sources.items():
-            view = self.catalog.views[name]
-            keys = [k for e in view.entities for k in ENTITIES[e].join_keys]
-            sources[name] = (source, keys, view.source.max_invalid_fraction)
+        sources = {
+            join.view: (join.source, join.keys, join.max_invalid_fraction)
+            for _op, join in self.joins
+        }
         return check_inputs(
             spine=self.spine_source,
             spine_keys=self.keys,
@@ -267,7 +238,6 @@ def run_pipeline(
     start: dt.date,
     end: dt.date,
     *,
-    catalog: FeatureCatalog,
     workspace: str | Path,
     aggregator: AggregatorPort,
     enricher: EnricherPort | None,
@@ -278,6 +248,7 @@ def run_pipeline(
     runner: DayRunnerPort | None = None,
     policy: InputPolicy | None = None,
     holder: dict[str, Any] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> RunSummary:
     """Train `pipeline` for every day from `start` to `end` (both included).
 
@@ -288,10 +259,13 @@ def run_pipeline(
     can run days (a cluster runner connects); any failure raises (PipelineError, PitError,
     EnrichError, SinkError, ...) with nothing written. The lock is held until the run ends.
     Then a day whose manifest still matches (same contract, definitions, inputs and store
-    versions) and whose files still match its manifest is skipped unless `force`; every other
-    day is handed to `runner` (default: one after another in this process; a cluster runner
-    runs several at once elsewhere), which joins and aggregates the spine rows of `[D, D+1)`,
-    enriches them, checks them against the resolved schema and publishes the day atomically. The first day that fails stops the run
+    versions) and whose files still match its manifest is skipped unless `force`. The other
+    days are grouped into batches of consecutive days of at most `batch_rows` spine rows
+    (`plan_batches`), handed to `runner` (default: one after another in this process; a
+    cluster runner runs several at once elsewhere), which joins and aggregates a batch's spine
+    rows with one aggregator call per feature operator, splits them by day, and for each day
+    enriches the rows, checks them against the resolved schema and publishes the day
+    atomically. A batched run writes the same bytes as a run of one day per batch. The first day that fails stops the run
     (days in flight are cancelled, none is left half-written) and its error propagates.
     `on_event` receives progress events, always in this thread; `should_cancel` is polled
     between steps and raises Cancelled, leaving no partial day.
@@ -304,14 +278,25 @@ def run_pipeline(
         raise PipelineError(
             f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
         )
-    plan = Plan(pipeline, catalog, Path(workspace))
+    plan = Plan(pipeline, workspace)
     files = plan.input_files()
     identity = current_identity(plan, enricher, files)
     with sink.claim(pipeline.service, holder or {}):
         inputs = plan.check_inputs(files, days, policy or InputPolicy())
         runner.check()
         return _run_days(
-            plan, days, identity, inputs, aggregator, enricher, sink, force, emit, cancelled, runner
+            plan,
+            days,
+            identity,
+            inputs,
+            aggregator,
+            enricher,
+            sink,
+            force,
+            emit,
+            cancelled,
+            runner,
+            batch_rows,
         )
 
 
@@ -327,6 +312,7 @@ def _run_days(
     emit: Callable[[dict[str, Any]], None],
     cancelled: Callable[[], bool],
     runner: DayRunnerPort,
+    batch_rows: int,
 ) -> RunSummary:
     pipeline = plan.pipeline
     emit(
@@ -356,25 +342,35 @@ def _run_days(
             emit({"event": "day_skipped", "day": day.isoformat()})
         else:
             todo.append(day)
-    task = DayTask(plan, identity, aggregator, enricher, sink, runner.name, inputs)
+    batches = plan_batches(todo, inputs.spine.rows_by_day, batch_rows)
+    task = BatchTask(plan, identity, aggregator, enricher, sink, runner.name, inputs)
     started_days: set[dt.date] = set()
     done: set[dt.date] = set()
 
-    def on_start(day: dt.date) -> None:
-        started_days.add(day)
-        emit({"event": "day_started", "day": day.isoformat()})
+    def on_start(batch: DayBatch) -> None:
+        started_days.update(batch.days)
+        emit(
+            {
+                "event": "batch_started",
+                "days": [d.isoformat() for d in batch.days],
+                "rows": batch.rows,
+            }
+        )
+        for day in batch.days:
+            emit({"event": "day_started", "day": day.isoformat()})
 
-    outcomes = runner.run(task, todo, on_start=on_start, should_stop=cancelled)
+    outcomes = runner.run(task, batches, on_start=on_start, should_stop=cancelled)
     try:
-        for result in outcomes:
-            results.append(result)
-            done.add(result.day)
-            emit({"event": "day_done", **result.to_dict()})
+        for batch_results in outcomes:
+            for result in batch_results:
+                results.append(result)
+                done.add(result.day)
+                emit({"event": "day_done", **result.to_dict()})
             if cancelled() and len(done) < len(todo):
                 break
     finally:
         close = getattr(outcomes, "close", None)
-        if close is not None:  # leaving early (error, cancel) stops the days in flight
+        if close is not None:  # leaving early (error, cancel) stops the batches in flight
             close()
     if len(done) < len(todo):
         first = min(d for d in todo if d not in done)
@@ -389,14 +385,36 @@ def _run_days(
         time.perf_counter() - started,
         runner.name,
         inputs,
+        len(batches),
     )
     emit({"event": "run_done", **summary.to_dict()})
     return summary
 
 
+def plan_batches(
+    days: Sequence[dt.date], rows_by_day: dict[str, int], budget: int
+) -> list[DayBatch]:
+    """The days to compute grouped into batches of consecutive days, each holding at most
+    `budget` spine rows (a day with more rows than the budget is a batch of its own)."""
+    batches: list[DayBatch] = []
+    current: list[dt.date] = []
+    rows = 0
+    for day in days:
+        n = rows_by_day.get(day.isoformat(), 0)
+        gap = bool(current) and (day - current[-1]).days != 1
+        if current and (gap or rows + n > budget):
+            batches.append(DayBatch(tuple(current), rows))
+            current, rows = [], 0
+        current.append(day)
+        rows += n
+    if current:
+        batches.append(DayBatch(tuple(current), rows))
+    return batches
+
+
 @attrs.frozen(eq=False)
-class DayTask:
-    """One day's work, with everything it needs: what a day runner ships to where days run.
+class BatchTask:
+    """One batch's work, with everything it needs: what a day runner ships to where days run.
 
     Picklable as long as the adapters are (they hold settings, not connections), so a cluster
     runner can send it to other processes. `runner` is recorded in each day's manifest.
@@ -410,28 +428,24 @@ class DayTask:
     runner: str = "local"
     inputs: InputReport | None = None
 
-    def __call__(self, day: dt.date, cancelled: Callable[[], bool]) -> DayResult:
-        """Compute and publish `day`; a PitError names the day (days may finish in any order)."""
+    def __call__(self, batch: DayBatch, cancelled: Callable[[], bool]) -> list[DayResult]:
+        """Compute the batch and publish each of its days; a PitError names the days."""
         try:
-            return _run_day(
-                self.plan,
-                day,
-                self.identity,
-                self.aggregator,
-                self.enricher,
-                self.sink,
-                cancelled,
-                runner=self.runner,
-                inputs=self.inputs,
-            )
+            return _run_batch(self, batch, cancelled)
         except PitError as exc:
-            raise PitError(f"day {day}: {exc}", code=exc.code) from exc
+            where = f"day {batch.first}" if len(batch.days) == 1 else f"days {batch}"
+            raise PitError(f"{where}: {exc}", code=exc.code) from exc
 
 
 def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
     """The spine rows with timestamps in `[day, day + 1)`, in the order they were read."""
+    return read_spine_days(plan, day, day)
+
+
+def read_spine_days(plan: Plan, first: dt.date, last: dt.date) -> pa.Table:
+    """The spine rows with timestamps in `[first, last + 1)`, in the order they were read."""
     columns = [*plan.keys, plan.timestamp, *plan.labels]
-    return read_source(plan.spine_source, columns, _micros(day), _micros(day) + DAY_US)
+    return read_source(plan.spine_source, columns, _micros(first), _micros(last) + DAY_US)
 
 
 def project_day(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:
@@ -450,30 +464,31 @@ def project_day(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> p
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _run_day(
-    plan: Plan,
-    day: dt.date,
-    identity: dict[str, Any],
-    aggregator: AggregatorPort,
-    enricher: EnricherPort | None,
-    sink: SinkPort,
-    cancelled: Callable[[], bool],
-    *,
-    runner: str = "local",
-    inputs: InputReport | None = None,
-) -> DayResult:
+def _split_by_day(table: pa.Table, plan: Plan, batch: DayBatch) -> list[pa.Table]:
+    """The batch's rows of each of its days, each in the order it was read."""
+    if len(batch.days) == 1:
+        return [table]
+    micros = timestamps_to_micros(
+        table[plan.timestamp], plan.timestamp, naive_is_utc=plan.naive_spine, where="spine"
+    )
+    index = pa.array((micros - _micros(batch.first)) // DAY_US)
+    return [table.filter(pc.equal(index, i)) for i in range(len(batch.days))]
+
+
+def _run_batch(task: BatchTask, batch: DayBatch, cancelled: Callable[[], bool]) -> list[DayResult]:
+    plan = task.plan
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    spine = read_spine_day(plan, day)
+    spine = read_spine_days(plan, batch.first, batch.last)
     timings["read_spine"] = time.perf_counter() - t0
     report = PitReport()
     features: dict[str, pa.Array] = {}
     probe = spine.select([*plan.keys, plan.timestamp])
     for op, specs in plan.feature_ops:
         if cancelled():
-            raise Cancelled(f"cancelled during {day}")
+            raise Cancelled(f"cancelled during {batch.first}")
         t1 = time.perf_counter()
-        out = aggregator.aggregate_pit_table(
+        out = task.aggregator.aggregate_pit_table(
             probe,
             specs,
             timestamp=plan.timestamp,
@@ -484,8 +499,30 @@ def _run_day(
             features[spec.name] = out[spec.name]
         timings[op.id] = time.perf_counter() - t1
     table = project_day(plan, spine, features)
-    if cancelled():
-        raise Cancelled(f"cancelled during {day}")
+    del spine, probe, features
+    shared = {
+        "batch": {"days": [d.isoformat() for d in batch.days], "rows": table.num_rows},
+        "report": report.to_dict(),
+    }
+    results = []
+    for day, day_table in zip(batch.days, _split_by_day(table, plan, batch), strict=True):
+        if cancelled():
+            raise Cancelled(f"cancelled during {day}")
+        results.append(_publish_day(task, day, day_table, dict(timings), shared, cancelled))
+    return results
+
+
+def _publish_day(
+    task: BatchTask,
+    day: dt.date,
+    table: pa.Table,
+    timings: dict[str, float],
+    shared: dict[str, Any],
+    cancelled: Callable[[], bool],
+) -> DayResult:
+    """Enrich one day's rows, stage them, and publish the day atomically with its manifest."""
+    plan, sink, enricher = task.plan, task.sink, task.enricher
+    t0 = time.perf_counter()
     staging = sink.begin_day(plan.pipeline.service, day)
     try:
         t2 = time.perf_counter()
@@ -499,22 +536,20 @@ def _run_day(
         if cancelled():
             raise Cancelled(f"cancelled during {day}")
         manifest = {
-            **identity,
+            **task.identity,
             "service": plan.pipeline.service,
             "day": day.isoformat(),
             "rows": table.num_rows,
             "engine": plan.pipeline.engine,
-            "runner": runner,
+            "runner": task.runner,
             "worker": f"{os.getpid()}@{socket.gethostname()}",  # the process that computed it
-            "report": report.to_dict(),
-            "inputs": inputs.for_day(day) if inputs else None,
+            **shared,
+            "inputs": task.inputs.for_day(day) if task.inputs else None,
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "daedalus_version": daedalus.__version__,
             "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        t3 = time.perf_counter()
         path = sink.commit_day(plan.pipeline.service, day, staging, manifest, plan.schema)
-        timings["commit"] = time.perf_counter() - t3
     except BaseException:
         sink.abort_day(staging)
         raise

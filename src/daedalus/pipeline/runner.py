@@ -1,11 +1,10 @@
-"""The default day runner: days one after another, in this process."""
+"""The default day runner: batches of days one after another, in this process."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 
-from daedalus.ports import DayFunction, DayRunnerPort, R
+from daedalus.ports import DayBatch, DayFunction, DayRunnerPort, R
 
 __all__ = ["LocalDayRunner"]
 
@@ -15,10 +14,10 @@ def _never() -> bool:
 
 
 class LocalDayRunner(DayRunnerPort):
-    """Runs each day in the calling thread, in day order: one day in flight at a time.
+    """Runs each batch in the calling thread, in order: one batch in flight at a time.
 
-    The caller's `should_stop` is handed to the day function itself, so a cancel is noticed
-    between the steps of a day, not only between days.
+    The caller's `should_stop` is handed to the batch function itself, so a cancel is noticed
+    between the steps of a batch, not only between batches.
     """
 
     name = "local"
@@ -26,18 +25,18 @@ class LocalDayRunner(DayRunnerPort):
     def run(
         self,
         fn: DayFunction[R],
-        days: Sequence[dt.date],
+        batches: Sequence[DayBatch],
         *,
-        on_start: Callable[[dt.date], None] | None = None,
+        on_start: Callable[[DayBatch], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[R]:
         stop = should_stop or _never
-        for day in days:
+        for batch in batches:
             if stop():
                 return
             if on_start is not None:
-                on_start(day)
-            yield fn(day, stop)
+                on_start(batch)
+            yield fn(batch, stop)
 
     def __repr__(self) -> str:
         return "LocalDayRunner()"
