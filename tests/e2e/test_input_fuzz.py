@@ -213,7 +213,7 @@ def _read_as_declared(files: list[Path], schema: pa.Schema) -> pa.Table:
 def oracle_days(ws: Path) -> dict[str, list[dict]]:
     """What each day must hold, computed independently from the files as they are now."""
     catalog = FeatureCatalog.from_yaml_dir(ws / "feature_views")
-    plan = Plan(compile_service("fuzz_ranking", catalog, "duckdb"), catalog, ws)
+    plan = Plan(compile_service("fuzz_ranking", catalog, "duckdb"), ws)
     memory: dict[str, SourceSpec] = {}
     for name, source in plan.sources.items():
         files = sorted(Path(p) for p in glob.glob(source.paths[0]))
