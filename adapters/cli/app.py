@@ -531,6 +531,14 @@ def pipeline_train(
             "max_invalid_fraction (default: the definition's, else 0.01)."
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        Parameter(
+            help="Say what the run would do (each day to compute or skip, and why; the "
+            "batches) after checking the inputs, and write nothing.",
+            negative="",
+        ),
+    ] = False,
     batch_rows: Annotated[
         int | None,
         Parameter(
@@ -597,6 +605,10 @@ def pipeline_train(
             "max_invalid_fraction": max_invalid_fraction,
             "allow_duplicate_spine_rows": allow_duplicate_spine_rows,
         }
+        if dry_run:
+            plan = application.train_dry_run(service, start, end, **options)
+            _emit(plan, json, _print_dry_run)
+            return 0
         job = _train(application, service, start, end, options, progress=not json)
         if job["state"] != "succeeded":
             error = job.get("error") or {"kind": "internal", "message": "the job did not finish"}
@@ -646,6 +658,21 @@ def _train(
         )
 
 
+def _print_dry_run(d: dict[str, Any]) -> None:
+    for x in d["days"]:
+        print(f"{x['day']}  {x['action']:<8} {'; '.join(x['why'])}")
+    for b in d["batches"]:
+        days = b["days"]
+        span = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
+        print(f"batch {span}: {len(days)} day(s), {b['rows']:,} spine rows")
+    print(
+        f"{d['service']} [{d['engine']}]: would compute {d['days_to_compute']} day(s) in "
+        f"{len(d['batches'])} batch(es), skip {d['days_to_skip']}; nothing written"
+    )
+    for warning in d.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _print_summary(d: dict[str, Any]) -> None:
     print(
         f"{d['service']} [{d['engine']}, {d.get('runner', 'local')}]: "
@@ -683,6 +710,11 @@ def pipeline_status(
             for x in d["days"]:
                 for p in x.get("problems") or []:
                     print(f"warning: {x['day']}: {_problem_text(p)}", file=sys.stderr)
+                for reason in x.get("why") or []:
+                    print(f"{x['day']} is stale: {reason}")
+            if d.get("missing"):
+                print(f"not written ({len(d['missing'])} day(s) of the spine): ", end="")
+                print(", ".join(d["missing"]))
             _table(
                 f"{d['service']} in {d['out_dir']}",
                 ["day", "rows", "engine", "runner", "state", "written at"],

@@ -55,10 +55,19 @@ def _storage_error(path: Path, exc: sqlite3.Error) -> OSError:
 
 
 class SqliteRunStore(RunStorePort):
-    """One connection per call (so threads never share one); WAL so readers never block."""
+    """One connection per call (so threads never share one); WAL so readers never block.
+
+    Nothing is created until the first job is recorded: reading the jobs of a workspace that
+    has none (status, list, a dry run) leaves the workspace as it was.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._ready = False
+
+    def _create(self) -> None:
+        if self._ready:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -70,6 +79,12 @@ class SqliteRunStore(RunStorePort):
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        self._ready = True
+
+    def _exists(self) -> bool:
+        if not self._ready and self.path.exists():
+            self._create()  # an existing database: make sure its schema is there
+        return self._ready
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -97,6 +112,7 @@ class SqliteRunStore(RunStorePort):
         return out
 
     def create(self, kind: str, params: dict[str, Any], owner: str) -> dict[str, Any]:
+        self._create()
         job_id = uuid.uuid4().hex[:12]
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with self._connect() as db:
@@ -114,14 +130,20 @@ class SqliteRunStore(RunStorePort):
             raise ValueError(f"unknown job field(s): {', '.join(sorted(unknown))}")
         values = [json.dumps(v, default=str) if k in _JSON_FIELDS else v for k, v in fields.items()]
         assignments = ", ".join(f"{k} = ?" for k in fields)
+        if not self._exists():
+            return
         with self._connect() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        if not self._exists():
+            return None
         with self._connect() as db:
             return self._row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        if not self._exists():
+            return []
         with self._connect() as db:
             rows = db.execute(
                 "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
@@ -129,6 +151,8 @@ class SqliteRunStore(RunStorePort):
             return [r for r in (self._row(x) for x in rows.fetchall()) if r is not None]
 
     def request_cancel(self, job_id: str) -> bool:
+        if not self._exists():
+            return False
         with self._connect() as db:
             cur = db.execute(
                 "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')",

@@ -96,7 +96,7 @@ class TestTrainingBothEngines:
             "rows",
             "contract_hash",
             "definition_hash",
-            "inputs_hash",
+            "input_digests",
             "store_versions",
             "engine",
             "timings",
@@ -105,6 +105,14 @@ class TestTrainingBothEngines:
         lance_version = lance.dataset(str(workspace / "data" / "artwork_embeddings.lance")).version
         assert manifest["store_versions"] == {"artwork_embeddings": str(lance_version)}
         assert manifest["engine"] == "duckdb"
+        assert set(manifest["input_digests"]) == {
+            "spine",
+            "user_activity",
+            "artwork_popularity",
+            "user_artwork_engagement",
+            "user_profile",
+            "artwork_metadata",
+        }
 
     def test_audit_finds_no_difference(self, workspace: Path, trained: dict) -> None:
         for engine in ("duckdb", "polars"):

@@ -70,6 +70,35 @@ _ENGINE = Param(
     required=False,
 )
 
+_TRAIN_PARAMS = (
+    _SERVICE,
+    Param("start", _DATE, "First day (YYYY-MM-DD)."),
+    Param("end", _DATE, "Last day, included."),
+    _ENGINE,
+    Param(
+        "force",
+        {"type": "boolean"},
+        "Recompute days that are current.",
+        required=False,
+        default=False,
+    ),
+    Param(
+        "max_invalid_fraction",
+        {"type": "number", "minimum": 0, "maximum": 1},
+        "The largest share of any source's rows that may be unusable (null time or key) for "
+        "this run (default: each definition's max_invalid_fraction, else 0.01).",
+        required=False,
+    ),
+    Param(
+        "allow_duplicate_spine_rows",
+        {"type": "boolean"},
+        "Keep spine rows that repeat the keys and timestamp of another (counted); without it "
+        "they are an error.",
+        required=False,
+        default=False,
+    ),
+)
+
 USE_CASES: tuple[UseCase, ...] = (
     UseCase(
         "catalog_list",
@@ -121,35 +150,15 @@ USE_CASES: tuple[UseCase, ...] = (
         "train_start",
         "pipeline.train",
         "Start training a service over a date range as a background job; returns the job.",
-        (
-            _SERVICE,
-            Param("start", _DATE, "First day (YYYY-MM-DD)."),
-            Param("end", _DATE, "Last day, included."),
-            _ENGINE,
-            Param(
-                "force",
-                {"type": "boolean"},
-                "Recompute days that are current.",
-                required=False,
-                default=False,
-            ),
-            Param(
-                "max_invalid_fraction",
-                {"type": "number", "minimum": 0, "maximum": 1},
-                "The largest share of any source's rows that may be unusable (null time or "
-                "key) for this run (default: each definition's max_invalid_fraction, else 0.01).",
-                required=False,
-            ),
-            Param(
-                "allow_duplicate_spine_rows",
-                {"type": "boolean"},
-                "Keep spine rows that repeat the keys and timestamp of another (counted); "
-                "without it they are an error.",
-                required=False,
-                default=False,
-            ),
-        ),
+        _TRAIN_PARAMS,
         writes=True,
+    ),
+    UseCase(
+        "train_dry_run",
+        "pipeline.dry_run",
+        "What pipeline.train would do, writing nothing: the inputs checked, each day to compute "
+        "or skip and why, and the batches.",
+        _TRAIN_PARAMS,
     ),
     UseCase(
         "job_status",
@@ -310,6 +319,26 @@ class Application:
         allow_duplicate_spine_rows: bool = False,
     ) -> dict[str, Any]:
         return self.jobs.start_training(
+            service,
+            start,
+            end,
+            engine=engine,
+            force=force,
+            max_invalid_fraction=max_invalid_fraction,
+            allow_duplicate_spine_rows=allow_duplicate_spine_rows,
+        )
+
+    def train_dry_run(
+        self,
+        service: str,
+        start: str,
+        end: str,
+        engine: str | None = None,
+        force: bool = False,
+        max_invalid_fraction: float | None = None,
+        allow_duplicate_spine_rows: bool = False,
+    ) -> dict[str, Any]:
+        return self._pipeline.dry_run(
             service,
             start,
             end,

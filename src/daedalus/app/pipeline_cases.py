@@ -19,10 +19,13 @@ from daedalus.pipeline.executor import (
     Cancelled,
     PipelineError,
     Plan,
+    RunIdentity,
     current_identity,
-    is_current,
+    fingerprint_cache,
     run_pipeline,
+    store_versions,
 )
+from daedalus.pipeline.executor import dry_run as run_dry
 from daedalus.pipeline.inputs import InputPolicy
 from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pipeline.runner import LocalDayRunner
@@ -199,21 +202,25 @@ class PipelineCases:
         return summary.to_dict()
 
     def status(self, service: str) -> dict[str, Any]:
-        """The days present and whether each is current (its manifest matches today's inputs)."""
+        """The days written and whether each is current (and if not, why), the days the spine
+        has that are not written, and whether each day's files match its manifest."""
         pipeline = self.pipeline(service)
         with translate_errors():
             plan = Plan(pipeline, self.workspace)
             try:
-                identity: dict[str, Any] | None = current_identity(
-                    plan, self._needs_enricher(pipeline)
+                versions = store_versions(plan, self._needs_enricher(pipeline))
+                identity: RunIdentity | None = current_identity(
+                    plan, versions, plan.input_files(), fingerprint_cache(plan)
                 )
                 problem = None
             except (PitError, EnrichError) as exc:  # inputs gone: days exist but can't be checked
                 identity, problem = None, str(exc)
+            written = self.sink.list_days(service)
             days = []
-            for day in self.sink.list_days(service):
+            for day in written:
                 manifest = self.sink.read_manifest(service, day) or {}
                 problems = self.sink.verify_day(service, day, thorough=False)
+                why = None if identity is None else identity.why_stale(manifest, day)
                 days.append(
                     {
                         "day": day.isoformat(),
@@ -221,17 +228,49 @@ class PipelineCases:
                         "engine": manifest.get("engine"),
                         "runner": manifest.get("runner"),
                         "written_at": manifest.get("written_at"),
-                        "current": None if identity is None else is_current(manifest, identity),
+                        "current": None if why is None else not why,
+                        "why": why or [],
                         "files_ok": not problems,
                         "problems": problems,
                     }
                 )
+            missing = [] if identity is None else sorted(set(identity.spine_days()) - set(written))
         return {
             "service": service,
             "out_dir": self.sink.location(service),
             "days": days,
+            "missing": [d.isoformat() for d in missing],
             "problem": problem,
         }
+
+    def dry_run(
+        self,
+        service: str,
+        start: str | dt.date,
+        end: str | dt.date,
+        *,
+        engine: str | None = None,
+        force: bool = False,
+        max_invalid_fraction: float | None = None,
+        allow_duplicate_spine_rows: bool = False,
+    ) -> dict[str, Any]:
+        """What a training run would do, writing nothing: each day to compute or skip, and why,
+        and the batches. Raises as the run would before its first write."""
+        first, last = parse_day(start, "start"), parse_day(end, "end")
+        pipeline = self.pipeline(service, engine)
+        policy = self.policy(max_invalid_fraction, allow_duplicate_spine_rows)
+        with translate_errors():
+            return run_dry(
+                pipeline,
+                first,
+                last,
+                workspace=self.workspace,
+                enricher=self._needs_enricher(pipeline),
+                sink=self.sink,
+                force=force,
+                policy=policy,
+                batch_rows=self.batch_rows,
+            )
 
     def verify(self, service: str, day: str | dt.date | None = None) -> dict[str, Any]:
         """Every part file of the written days (or of `day`) checked against its manifest:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
-import json
 import os
 import socket
 import time
@@ -21,6 +20,16 @@ from daedalus.pipeline import DEFAULT_BATCH_ROWS
 from daedalus.pipeline.inputs import InputPolicy, InputReport, check_inputs
 from daedalus.pipeline.operators import FeatureJoin, Operator, OperatorPipeline
 from daedalus.pipeline.runner import LocalDayRunner
+from daedalus.pipeline.staleness import (
+    INPUTS_KEY,
+    FingerprintCache,
+    SourceFingerprint,
+    VisibleRange,
+    day_input_digests,
+    explain_stale,
+    source_fingerprints,
+    visible_ranges,
+)
 from daedalus.pit.compute import PitReport
 from daedalus.pit.errors import PitError
 from daedalus.pit.sources import expand_paths, read_source, timestamps_to_micros
@@ -38,18 +47,24 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "BatchTask",
     "Cancelled",
+    "DayDecision",
     "DayResult",
     "PipelineError",
     "Plan",
+    "RunIdentity",
     "RunSummary",
     "current_identity",
     "day_range",
+    "decide_days",
+    "dry_run",
+    "fingerprint_cache",
     "is_current",
     "plan_batches",
     "project_day",
     "read_spine_day",
     "read_spine_days",
     "run_pipeline",
+    "store_versions",
 ]
 
 DAY_US = 86_400_000_000
@@ -141,19 +156,6 @@ def _micros(day: dt.date) -> int:
     return (day - EPOCH).days * DAY_US
 
 
-def _fingerprint(paths: Sequence[str]) -> list[list[Any]]:
-    """Cheap identity of input files: path, size and modification time."""
-    out = []
-    for path in paths:
-        st = os.stat(path)
-        out.append([path, st.st_size, st.st_mtime_ns])
-    return out
-
-
-def _sha(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class Plan:
     """A compiled plan bound to a workspace: what a run reads, computes and writes, taken from
     the typed operators (never from the catalog again)."""
@@ -205,32 +207,133 @@ class Plan:
         )
 
 
-def current_identity(
-    plan: Plan, enricher: EnricherPort | None, files: dict[str, list[str]] | None = None
-) -> dict[str, Any]:
-    """What a day's manifest must still say for the day to be current: the contract and
-    definition hashes, a fingerprint of every input file (`files`, else the plan's), and the
-    embedding store versions.
+@attrs.frozen
+class RunIdentity:
+    """What each day's manifest must still say for the day to be current: the contract and
+    definition hashes, the embedding store versions, and per source the digest of the input
+    rows the day can see (`daedalus.pipeline.staleness`): appending later data, touching or
+    rewriting a file with the same rows makes no day stale."""
 
-    Raises PitError for a source without files and EnrichError for a store that cannot serve.
-    """
-    files = plan.input_files() if files is None else files
-    store_versions: dict[str, str] = {}
-    if plan.pool_requests:
-        if enricher is None:
-            raise PipelineError("the service asks for embeddings but no enricher is configured")
-        store_versions = enricher.check(plan.pool_requests)
-    return {
-        "contract_hash": plan.pipeline.contract_hash,
-        "definition_hash": plan.pipeline.definition_hash,
-        "inputs_hash": _sha({k: _fingerprint(v) for k, v in files.items()}),
-        "store_versions": store_versions,
+    contract_hash: str
+    definition_hash: str
+    store_versions: dict[str, str]
+    fingerprints: dict[str, SourceFingerprint]
+    visible: dict[str, VisibleRange]
+
+    def for_day(self, day: dt.date) -> dict[str, Any]:
+        return {
+            "contract_hash": self.contract_hash,
+            "definition_hash": self.definition_hash,
+            "store_versions": self.store_versions,
+            INPUTS_KEY: day_input_digests(self.fingerprints, self.visible, day),
+        }
+
+    def why_stale(self, manifest: dict[str, Any] | None, day: dt.date) -> list[str]:
+        """Why a day whose manifest says `manifest` must be computed again (empty: current)."""
+        return explain_stale(manifest, self.for_day(day), day, self.visible)
+
+    def spine_days(self) -> list[dt.date]:
+        """The days that have spine rows, in order."""
+        spine = self.fingerprints["spine"]
+        found: set[int] = set()
+        for f in spine.files:
+            found.update(int(h) // 24 for h in f.hours)
+        return [EPOCH + dt.timedelta(days=d) for d in sorted(found)]
+
+
+def store_versions(plan: Plan, enricher: EnricherPort | None) -> dict[str, str]:
+    """Each embedding store's version, after checking that it can serve the plan's requests.
+
+    Raises EnrichError for a store that cannot serve, PipelineError without an enricher."""
+    if not plan.pool_requests:
+        return {}
+    if enricher is None:
+        raise PipelineError("the service asks for embeddings but no enricher is configured")
+    return enricher.check(plan.pool_requests)
+
+
+def current_identity(
+    plan: Plan,
+    versions: dict[str, str],
+    files: dict[str, list[str]],
+    cache: FingerprintCache | None = None,
+) -> RunIdentity:
+    """The identity of every day of `plan` as the inputs are now: each source's files
+    fingerprinted (only files `cache` does not know are read), with the range each source's
+    features can see. Raises PitError naming a file that cannot be read."""
+    specs = [spec for _op, specs in plan.feature_ops for spec in specs]
+    visible = {**visible_ranges(specs), "spine": VisibleRange.spine()}
+    sources = {"spine": plan.spine_source, **plan.sources}
+    fingerprints = {
+        name: source_fingerprints(
+            files[name],
+            source.timestamp,
+            cache=cache,
+            root=plan.workspace,
+            columns=source.schema.names,
+        )
+        for name, source in sources.items()
     }
+    return RunIdentity(
+        plan.pipeline.contract_hash,
+        plan.pipeline.definition_hash,
+        versions,
+        fingerprints,
+        visible,
+    )
+
+
+def fingerprint_cache(plan: Plan) -> FingerprintCache:
+    """The workspace's cache of input file fingerprints (`.daedalus/fingerprints.json`)."""
+    return FingerprintCache(plan.workspace / ".daedalus" / "fingerprints.json")
 
 
 def is_current(manifest: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
-    """True when a committed day's manifest matches the current identity."""
+    """True when a committed day's manifest matches the day's current identity."""
     return manifest is not None and all(manifest.get(k) == v for k, v in identity.items())
+
+
+@attrs.frozen
+class DayDecision:
+    """Whether a day of a run is computed, and why (or why not)."""
+
+    day: dt.date
+    compute: bool
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "action": "compute" if self.compute else "skip",
+            "why": list(self.reasons),
+        }
+
+
+def decide_days(
+    plan: Plan,
+    days: Sequence[dt.date],
+    identity: RunIdentity,
+    sink: SinkPort,
+    *,
+    force: bool = False,
+) -> list[DayDecision]:
+    """For each day: computed when forced, not written, stale (its contract, definitions, a
+    store version or the input rows it can see changed) or damaged (its files no longer match
+    its manifest); skipped when current."""
+    out = []
+    for day in days:
+        manifest = sink.read_manifest(plan.pipeline.service, day)
+        if force:
+            out.append(DayDecision(day, True, ("--force",)))
+            continue
+        reasons = identity.why_stale(manifest, day)
+        if not reasons:
+            damaged = sink.verify_day(plan.pipeline.service, day, thorough=False)
+            reasons = [f"its files do not match its manifest ({len(damaged)} problem(s))"] * bool(
+                damaged
+            )
+        out.append(DayDecision(day, bool(reasons), tuple(reasons) or ("current",)))
+    return out
 
 
 def run_pipeline(
@@ -280,19 +383,23 @@ def run_pipeline(
         )
     plan = Plan(pipeline, workspace)
     files = plan.input_files()
-    identity = current_identity(plan, enricher, files)
+    versions = store_versions(plan, enricher)
     with sink.claim(pipeline.service, holder or {}):
         inputs = plan.check_inputs(files, days, policy or InputPolicy())
+        cache = fingerprint_cache(plan)
+        identity = current_identity(plan, versions, files, cache)
+        decisions = decide_days(plan, days, identity, sink, force=force)
+        with contextlib.suppress(OSError):  # a cache that cannot be saved is read again
+            cache.save()
         runner.check()
         return _run_days(
             plan,
-            days,
+            decisions,
             identity,
             inputs,
             aggregator,
             enricher,
             sink,
-            force,
             emit,
             cancelled,
             runner,
@@ -300,15 +407,52 @@ def run_pipeline(
         )
 
 
+def dry_run(
+    pipeline: OperatorPipeline,
+    start: dt.date,
+    end: dt.date,
+    *,
+    workspace: str | Path,
+    enricher: EnricherPort | None,
+    sink: SinkPort,
+    force: bool = False,
+    policy: InputPolicy | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> dict[str, Any]:
+    """What `run_pipeline` would do, writing nothing: the inputs checked as a run checks them,
+    then each day with its action (compute or skip) and why, and the batches. Raises as
+    `run_pipeline` would before its first write."""
+    days = day_range(start, end)
+    plan = Plan(pipeline, workspace)
+    files = plan.input_files()
+    versions = store_versions(plan, enricher)
+    inputs = plan.check_inputs(files, days, policy or InputPolicy())
+    cache = fingerprint_cache(plan)
+    identity = current_identity(plan, versions, files, cache)
+    decisions = decide_days(plan, days, identity, sink, force=force)
+    todo = [d.day for d in decisions if d.compute]
+    batches = plan_batches(todo, inputs.spine.rows_by_day, batch_rows)
+    return {
+        "service": pipeline.service,
+        "engine": pipeline.engine,
+        "out_dir": sink.location(pipeline.service),
+        "days_to_compute": len(todo),
+        "days_to_skip": len(days) - len(todo),
+        "days": [d.to_dict() for d in decisions],
+        "batches": [{"days": [d.isoformat() for d in b.days], "rows": b.rows} for b in batches],
+        "inputs": inputs.to_dict(),
+        "warnings": inputs.warnings(),
+    }
+
+
 def _run_days(
     plan: Plan,
-    days: list[dt.date],
-    identity: dict[str, Any],
+    decisions: list[DayDecision],
+    identity: RunIdentity,
     inputs: InputReport,
     aggregator: AggregatorPort,
     enricher: EnricherPort | None,
     sink: SinkPort,
-    force: bool,
     emit: Callable[[dict[str, Any]], None],
     cancelled: Callable[[], bool],
     runner: DayRunnerPort,
@@ -319,7 +463,7 @@ def _run_days(
         {
             "event": "run_started",
             "service": pipeline.service,
-            "days": len(days),
+            "days": len(decisions),
             "engine": pipeline.engine,
             "runner": runner.name,
         }
@@ -327,23 +471,18 @@ def _run_days(
     started = time.perf_counter()
     results: list[DayResult] = []
     todo: list[dt.date] = []
-    for day in days:
+    for decision in decisions:
         if cancelled():
-            raise Cancelled(f"cancelled before {day}")
-        previous = sink.read_manifest(pipeline.service, day)
-        if (
-            not force
-            and is_current(previous, identity)
-            # a day whose files no longer match its manifest (damaged) is computed again
-            and not sink.verify_day(pipeline.service, day, thorough=False)
-        ):
-            assert previous is not None
-            results.append(DayResult(day, "skipped", int(previous.get("rows", 0)), 0.0))
-            emit({"event": "day_skipped", "day": day.isoformat()})
-        else:
-            todo.append(day)
+            raise Cancelled(f"cancelled before {decision.day}")
+        if decision.compute:
+            todo.append(decision.day)
+            continue
+        manifest = sink.read_manifest(pipeline.service, decision.day) or {}
+        results.append(DayResult(decision.day, "skipped", int(manifest.get("rows", 0)), 0.0))
+        emit({"event": "day_skipped", "day": decision.day.isoformat()})
     batches = plan_batches(todo, inputs.spine.rows_by_day, batch_rows)
-    task = BatchTask(plan, identity, aggregator, enricher, sink, runner.name, inputs)
+    identities = {day: identity.for_day(day) for day in todo}
+    task = BatchTask(plan, identities, aggregator, enricher, sink, runner.name, inputs)
     started_days: set[dt.date] = set()
     done: set[dt.date] = set()
 
@@ -421,7 +560,7 @@ class BatchTask:
     """
 
     plan: Plan
-    identity: dict[str, Any]
+    identities: dict[dt.date, dict[str, Any]]
     aggregator: AggregatorPort
     enricher: EnricherPort | None
     sink: SinkPort
@@ -536,7 +675,7 @@ def _publish_day(
         if cancelled():
             raise Cancelled(f"cancelled during {day}")
         manifest = {
-            **task.identity,
+            **task.identities[day],
             "service": plan.pipeline.service,
             "day": day.isoformat(),
             "rows": table.num_rows,
