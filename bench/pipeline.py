@@ -4,10 +4,12 @@
     .venv/bin/python bench/pipeline.py --scale small --days 1,7
 
 Each training run is its own `daeda pipeline train … --force --json` process, ending on the
-demo's last day (so every run's last day has the same lookback). It prints the
-run's seconds, the peak RSS of the training process (the executor: this is what must stay flat
-as the date range grows) and of its whole process tree (the executor plus the local Ray
-cluster), and the enrich stage's throughput (rows / seconds spent enriching, from manifests).
+demo's last day (so every run's last day has the same lookback). It prints per run the days,
+rows, batches, wall seconds of the process, rows/s, the seconds of each stage from the run
+summary (prepare: input checks, fingerprints and skip decisions; read: spine reads; skeleton:
+the feature operators; enrich: pooling embeddings; publish: staging, checksums and atomic
+commits), the peak RSS of the training process (what must stay bounded as the range grows)
+and of its whole process tree (with a local Ray cluster, when one is started).
 """
 
 from __future__ import annotations
@@ -88,19 +90,15 @@ def train(ws: Path, out: Path, engine: str, end: dt.date, days: int) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"training failed ({proc.returncode}):\n{stderr[-2000:]}")
     summary = json.loads(stdout)
-    enrich = rows = 0.0
-    for manifest_path in (out / "feed_ranking").glob("dt=*/_manifest.json"):
-        manifest = json.loads(manifest_path.read_text())
-        enrich += manifest["timings"].get("enrich", 0.0)
-        rows += manifest["rows"]
     return {
         "engine": engine,
         "days": days,
         "rows": summary["rows"],
         "seconds": seconds,
+        "batches": summary["batches"],
+        "stages": summary["stages"],
         "own_mb": peaks["own"] / 2**20,
         "tree_mb": peaks["tree"] / 2**20,
-        "enrich_rows_per_s": rows / enrich if enrich else 0.0,
     }
 
 
@@ -131,17 +129,22 @@ def main() -> None:
     first = dt.date.fromisoformat(info["start"])
     last = dt.date.fromisoformat(info["end"])
     available = (last - first).days + 1
+    stages = ("prepare", "read", "skeleton", "enrich", "publish")
     print(
-        f"{'engine':<8}{'days':>6}{'rows':>12}{'seconds':>10}{'s/day':>8}{'train RSS MB':>14}"
-        f"{'+Ray tree MB':>14}{'enrich rows/s':>15}"
+        f"{'engine':<8}{'days':>6}{'rows':>12}{'batches':>8}{'seconds':>9}{'rows/s':>9}"
+        + "".join(f"{s:>10}" for s in stages)
+        + f"{'train RSS MB':>14}{'+Ray tree MB':>14}"
     )
     for engine in args.engines.split(","):
         for days in (int(d) for d in args.days.split(",")):
             days = min(days, available)
             r = train(ws, ws / f"out-bench-{engine}", engine, last, days)
             print(
-                f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['seconds']:>10.1f}{r['seconds'] / days:>8.1f}"
-                f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}{r['enrich_rows_per_s']:>15,.0f}"
+                f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['batches']:>8}"
+                f"{r['seconds']:>9.1f}{r['rows'] / r['seconds']:>9,.0f}"
+                + "".join(f"{r['stages'].get(s, 0.0):>10.1f}" for s in stages)
+                + f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}",
+                flush=True,
             )
     if tmp is not None:
         tmp.cleanup()

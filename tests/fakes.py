@@ -25,7 +25,7 @@ from daedalus.ports import (
     EmbeddingStorePort,
     EnricherPort,
     EnrichError,
-    EnrichResult,
+    Pooled,
     PoolRequest,
     SinkError,
     SinkPort,
@@ -83,11 +83,13 @@ class InMemoryEmbeddingStore(EmbeddingStorePort):
 
 
 class InMemoryEnricher(EnricherPort):
-    """Mean-pools vectors from in-memory stores, row by row; counts what it enriched."""
+    """Mean-pools vectors from in-memory stores, row by row; counts what it enriched
+    (`enriched_rows`) and how often it was called (`calls`: once per batch)."""
 
     def __init__(self, stores: dict[str, InMemoryEmbeddingStore]) -> None:
         self.stores = stores
         self.enriched_rows = 0
+        self.calls = 0
 
     def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
         missing = [r.store.name for r in requests if r.store.name not in self.stores]
@@ -95,9 +97,9 @@ class InMemoryEnricher(EnricherPort):
             raise EnrichError(f"unknown store(s): {', '.join(missing)}")
         return {r.store.name: self.stores[r.store.name].version() for r in requests}
 
-    def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
-        table = pq.read_table(source)
+    def pool_table(self, table: pa.Table, requests: Sequence[PoolRequest]) -> Pooled:
         self.enriched_rows += table.num_rows
+        self.calls += 1
         for req in requests:
             store = self.stores[req.store.name]
             pooled: list[list[float] | None] = []
@@ -111,9 +113,7 @@ class InMemoryEnricher(EnricherPort):
                 pa.field(req.name, pa.list_(pa.float32(), req.store.dim)),
                 pa.array(pooled, pa.list_(pa.float32(), req.store.dim)),
             )
-        path = str(Path(dest_dir) / "part-00000.parquet")
-        pq.write_table(table, path)
-        return EnrichResult((path,), table.num_rows, self.check(requests))
+        return Pooled(table, self.check(requests))
 
 
 class InMemorySink(SinkPort):

@@ -14,6 +14,23 @@ random write id. The small datasink here writes each write task's blocks with a 
 writer (order kept), to a temporary name carrying the task index; with `preserve_order` the
 task index follows the input order, so the parts are renamed `part-00000.parquet`, ... in
 that order once the write has completed.
+
+Ray's lifetime belongs to the process, not to a job or a thread. `ensure_ray` starts (or
+joins) Ray at most once per process and every later enrich reuses it:
+
+- `ray.init` always runs on one dedicated thread ("daedalus-ray") that lives until the
+  process exits. Ray spawns its daemons with a parent-death signal (PR_SET_PDEATHSIG), which
+  Linux sends when the spawning *thread* exits: started from a JSON-RPC/MCP job's thread, Ray
+  died with the job and the server a minute later. Called on the main thread, `ensure_ray`
+  also installs the SIGTERM -> SystemExit handler `ray.init` installs there.
+- A local Ray (`address` None) gets a temp dir of its own (`daeda-ray-*`: it never joins a
+  cluster another process started) and, started just before it, a watchdog process
+  (`_ray_watchdog.py`). However this process ends (normal end, exception, SIGINT, SIGTERM,
+  SIGKILL), the watchdog then SIGKILLs what is left of that Ray and removes the temp dir,
+  within a second; it needs no code to run in the dying process. (Ray alone kills its GCS
+  and raylet with the process, but its agents linger for a minute and its workers a few
+  seconds.) `RayLanceEnricher.shutdown()` stops Ray earlier, its processes all gone when it
+  returns; a later enrich starts a new one.
 """
 
 from __future__ import annotations
@@ -22,12 +39,20 @@ import contextlib
 import glob
 import logging
 import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -45,11 +70,14 @@ from daedalus.ports import (
     EnricherPort,
     EnrichError,
     EnrichResult,
+    Pooled,
     PoolRequest,
     StoreRef,
 )
 
 __all__ = ["RayLanceEnricher", "ensure_ray", "output_schema", "pool"]
+
+T = TypeVar("T")
 
 #: CPUs a locally started Ray may claim (small machines: leave the rest of the box usable).
 LOCAL_NUM_CPUS = 2
@@ -64,6 +92,11 @@ _ACTOR_CPUS = 0.5
 _IO_TASK_CPUS = 0.5
 #: Rows per parquet row group in the parts (~64 MiB with two 64-float columns).
 _ROW_GROUP_ROWS = 131_072
+#: `pool_table` pools a table of at most this many rows in the calling process, without Ray:
+#: `pool` is vectorised over a store loaded into memory once (the large demo's 1M-row batch
+#: of two embeddings in about 2 s here, where Ray Data's fixed cost alone is 3-4 s), so Ray
+#: pays off only beyond one process's memory or on a cluster. Larger tables go to Ray Data.
+IN_PROCESS_ROWS = 2_000_000
 #: Default minimum rows per written part file (a day of a few hundred thousand rows is one file).
 DEFAULT_MIN_ROWS_PER_FILE = 262_144
 
@@ -248,39 +281,250 @@ def _segment_means(
 
 _ray_lock = threading.Lock()
 _ray_started_here = False
+#: The local Ray this process started (its temp dir and watchdog); None when it joined one.
+_local: _LocalRay | None = None
+_thread: _RayThread | None = None
+
+#: Environment variable every process of a local Ray started here inherits (value: its temp
+#: dir), so the watchdog finds them however they were spawned and reparented.
+_OWNER_MARKER = "DAEDALUS_RAY_OWNER"
+#: The watchdog script (the real file: an editable install may link this module elsewhere).
+_WATCHDOG = os.path.join(os.path.dirname(os.path.realpath(__file__)), "_ray_watchdog.py")
+#: Seconds to wait for the watchdog to say it is watching, and for it to finish a cleanup.
+_WATCHDOG_READY_SECONDS = 30.0
+_WATCHDOG_CLEANUP_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def _drop_token_notice(record: logging.LogRecord) -> bool:
     return "Token authentication is enabled" not in record.getMessage()
 
 
-def ensure_ray(address: str | None) -> None:
-    """Start (or connect to) Ray once per process; reuse a session someone else started.
+def _drop_thread_notice(record: logging.LogRecord) -> bool:
+    """Ray warns that `ray.init` off the main thread sets no SIGTERM handler: see
+    `_exit_on_sigterm`, which sets Ray's when `ensure_ray` is called on the main thread."""
+    return "SIGTERM handler is not set" not in record.getMessage()
 
-    Inside a Ray task or actor Ray is already initialised: the day runner's tasks enrich on
-    the cluster that runs them.
+
+_Call = tuple[Callable[[], Any], Future[Any]]
+
+
+class _RayThread:
+    """The one thread of the process that starts Ray: it lives until the process exits.
+
+    Ray spawns its daemons (GCS, raylet, ...) with a parent-death signal (PR_SET_PDEATHSIG,
+    SIGKILL), and Linux sends it when the *thread* that spawned them exits, not the process.
+    So Ray started from a job's thread died when the job ended, and about a minute later the
+    process too ("Failed to connect to GCS within 60 seconds"). Started from this thread,
+    which never ends, the daemons die with the process and only then.
     """
-    global _ray_started_here
-    with _ray_lock:
-        if ray.is_initialized():
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="daedalus-ray", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._calls.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller, re-raised there
+                future.set_exception(exc)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """`fn()` run on this thread; its result or exception, here."""
+        if threading.current_thread() is self.thread:
+            return fn()
+        future: Future[T] = Future()
+        self._calls.put((fn, future))
+        return future.result()
+
+
+class _LocalRay:
+    """A local Ray's own temp dir, and the watchdog that stops that Ray after this process.
+
+    The watchdog (`_ray_watchdog.py`, a separate process in its own session) is started
+    before Ray and waits for this process to end, however it ends (SIGKILL included: nothing
+    here needs to run), or for `close`; then it SIGKILLs every process of that Ray (carrying
+    the marker, or holding a file under the temp dir open) and removes the temp dir.
+    """
+
+    def __init__(self, temp_dir: str, watchdog: subprocess.Popen[bytes] | None) -> None:
+        self.temp_dir = temp_dir
+        self.watchdog = watchdog
+
+    @classmethod
+    def start(cls) -> _LocalRay:
+        # Short and private: Ray's socket paths live under it, and with its own temp dir a
+        # local Ray never joins a cluster another process started with `ray start`.
+        root = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+        temp_dir = tempfile.mkdtemp(prefix="daeda-ray-", dir=root)
+        env = {k: v for k, v in os.environ.items() if k != _OWNER_MARKER}
+        watchdog: subprocess.Popen[bytes] | None = None
+        try:
+            watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-S", _WATCHDOG, str(os.getpid()), temp_dir],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # out of reach of the terminal's Ctrl-C and hang-up
+            )
+            assert watchdog.stdout is not None
+            with watchdog.stdout:
+                readable, _, _ = select.select([watchdog.stdout], [], [], _WATCHDOG_READY_SECONDS)
+                ready = bool(readable) and watchdog.stdout.readline() == b"ready\n"
+        except OSError as exc:
+            log.warning("cannot start the Ray watchdog (%s)", exc)
+            ready = False
+        if not ready:
+            log.warning(
+                "local Ray runs without its watchdog: if this process is killed, Ray's "
+                "agents and workers may outlive it by a minute"
+            )
+            if watchdog is not None:
+                watchdog.kill()
+                watchdog.wait()
+            watchdog = None
+        return cls(temp_dir, watchdog)
+
+    @contextlib.contextmanager
+    def marking(self) -> Iterator[None]:
+        """Every process spawned meanwhile (Ray's daemons, and all they spawn) is marked.
+
+        The environment is the process's: a process another thread spawns meanwhile is
+        marked too, and stopped with this Ray.
+        """
+        saved = os.environ.get(_OWNER_MARKER)
+        os.environ[_OWNER_MARKER] = self.temp_dir
+        try:
+            yield
+        finally:
+            if saved is None:
+                del os.environ[_OWNER_MARKER]
+            else:
+                os.environ[_OWNER_MARKER] = saved
+
+    def close(self) -> None:
+        """After `ray.shutdown()`: kill what is left of this Ray, remove its temp dir."""
+        if self.watchdog is None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
             return
-        local = address is None
-        # A local single-user cluster: Ray's notice about its token authentication is noise.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-            _drop_token_notice
-        )
-        with warnings.catch_warnings():
+        assert self.watchdog.stdin is not None
+        with contextlib.suppress(OSError):
+            self.watchdog.stdin.close()  # end of file: the watchdog cleans up now
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.watchdog.wait(timeout=_WATCHDOG_CLEANUP_SECONDS)
+
+
+def _exit_on_sigterm() -> None:
+    """What `ray.init` does on the main thread, which it no longer runs on: SIGTERM raises
+    SystemExit, so the run unwinds (its `finally` blocks run) and Ray's exit hook stops Ray.
+    A handler someone else installed is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_exit)
+
+
+def _sigterm_exit(signum: int, frame: object) -> None:
+    sys.exit(signum)
+
+
+def _init(address: str | None) -> _LocalRay | None:
+    """`ray.init` (on the Ray thread): a local Ray of its own when `address` is None."""
+    # A local single-user cluster: Ray's notice about its token authentication is noise.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _drop_token_notice
+    )
+    logging.getLogger("ray._private.worker").addFilter(_drop_thread_notice)
+    local = _LocalRay.start() if address is None else None
+    try:
+        with warnings.catch_warnings(), local.marking() if local else contextlib.nullcontext():
             # Lance warns at any fork once imported; Ray's fork+exec of its daemons is harmless.
             warnings.filterwarnings("ignore", message="lance is not fork-safe")
             ray.init(
-                address=address,
+                # "local": a new Ray here, whatever RAY_ADDRESS or a `ray start` says.
+                address="local" if local else address,
                 num_cpus=LOCAL_NUM_CPUS if local else None,
                 include_dashboard=False,
                 ignore_reinit_error=True,
                 log_to_driver=False,  # workers' logs stay in Ray's session directory
                 logging_level=logging.WARNING,
+                **({"_temp_dir": local.temp_dir} if local else {}),
             )
-        _ray_started_here = True
+    except BaseException:
+        if local is not None:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            local.close()
+        raise
+    return local
+
+
+def _forget_after_fork() -> None:
+    """A forked child has no Ray thread (only the forking thread survives a fork), and the
+    parent's Ray and watchdog are not its own."""
+    global _ray_lock, _ray_started_here, _local, _thread
+    _ray_lock = threading.Lock()
+    _ray_started_here, _local, _thread = False, None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def ensure_ray(address: str | None) -> None:
+    """Start (or connect to) Ray once per process; reuse a session someone else started.
+
+    `address` None starts a local Ray of this process's own (see the module doc for its
+    lifetime). Inside a Ray task or actor Ray is already initialised: the day runner's tasks
+    enrich on the cluster that runs them.
+    """
+    global _thread
+    with _ray_lock:
+        if ray.is_initialized():
+            return
+        _exit_on_sigterm()
+        if _thread is None or not _thread.thread.is_alive():
+            _thread = _RayThread()
+        _thread.call(lambda: _start(address))
+
+
+def _start(address: str | None) -> None:
+    """On the Ray thread (one start at a time, whoever waits for it): start Ray, and record
+    it even if the caller stopped waiting (Ctrl-C)."""
+    global _ray_started_here, _local
+    if ray.is_initialized():
+        return
+    if _local is not None:  # Ray was shut down without `shutdown()`: finish its cleanup
+        _local.close()
+        _local = None
+    _local = _init(address)
+    _ray_started_here = True
+
+
+def _stop_ray() -> None:
+    """Stop Ray if this module started or joined it; a local one is gone when this returns."""
+    with _ray_lock:
+        if _thread is not None and _thread.thread.is_alive():
+            _thread.call(_stop)
+        else:
+            _stop()
+
+
+def _stop() -> None:
+    global _ray_started_here, _local
+    if _ray_started_here and ray.is_initialized():
+        ray.shutdown()
+    _ray_started_here = False
+    local, _local = _local, None
+    if local is not None:
+        local.close()
 
 
 @contextlib.contextmanager
@@ -430,6 +674,7 @@ class RayLanceEnricher(EnricherPort):
         batch_size: int = 4096,
         *,
         min_rows_per_file: int | None = DEFAULT_MIN_ROWS_PER_FILE,
+        in_process_rows: int = IN_PROCESS_ROWS,
     ) -> None:
         if num_actors < 1 or batch_size < 1:
             raise ValueError("num_actors and batch_size must be positive")
@@ -437,11 +682,32 @@ class RayLanceEnricher(EnricherPort):
         self.num_actors = num_actors
         self.batch_size = batch_size
         self.min_rows_per_file = min_rows_per_file
+        self.in_process_rows = in_process_rows
 
     # ------------------------------------------------------------------ the port
 
     def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
         return {name: store.version() for name, store in self._open_stores(requests).items()}
+
+    def pool_table(self, table: pa.Table, requests: Sequence[PoolRequest]) -> Pooled:
+        """Pool in this process when the table has at most `in_process_rows` rows (the same
+        `pool` function as the actors run, so the same bits; no Ray is started), else stream
+        it through Ray Data actors (`enrich`)."""
+        started = time.perf_counter()
+        requests = tuple(requests)
+        if table.num_rows <= self.in_process_rows:
+            stores = self._open_stores(requests)
+            versions = {name: store.version() for name, store in stores.items()}
+            pooled = pool(table, requests, stores)
+            return Pooled(pooled, versions, time.perf_counter() - started, "process")
+        with tempfile.TemporaryDirectory(prefix="daeda-enrich-") as tmp:
+            source = os.path.join(tmp, "rows.parquet")
+            pq.write_table(table, source)
+            result = self.enrich(source, os.path.join(tmp, "out"), requests)
+            pooled = pa.concat_tables(pq.read_table(f) for f in result.files)
+        return Pooled(
+            pooled.combine_chunks(), result.store_versions, time.perf_counter() - started, "ray"
+        )
 
     def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
         started = time.perf_counter()
@@ -507,12 +773,9 @@ class RayLanceEnricher(EnricherPort):
         )
 
     def shutdown(self) -> None:
-        """Stop Ray if this process started it (a session joined from elsewhere is left be)."""
-        global _ray_started_here
-        with _ray_lock:
-            if _ray_started_here and ray.is_initialized():
-                ray.shutdown()
-            _ray_started_here = False
+        """Stop Ray if this process started it (a cluster joined elsewhere only loses this
+        driver); a local Ray's processes are all gone when this returns."""
+        _stop_ray()
 
     # ------------------------------------------------------------------ helpers
 

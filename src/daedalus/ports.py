@@ -26,6 +26,7 @@ __all__ = [
     "EnrichResult",
     "EnricherPort",
     "PoolRequest",
+    "Pooled",
     "RunStorePort",
     "SinkError",
     "SinkPort",
@@ -98,8 +99,20 @@ class PoolRequest:
 
 
 @attrs.frozen
+class Pooled:
+    """What `EnricherPort.pool_table` gave: the rows with their pooled columns appended, the
+    version of each store it read, how long it took and where it ran ("process" or "ray")."""
+
+    table: pa.Table
+    store_versions: dict[str, str]
+    seconds: float = 0.0
+    where: str = "process"
+
+
+@attrs.frozen
 class EnrichResult:
-    """What an enrichment wrote: files, rows, and the version of each store it read."""
+    """What a file-to-file enrichment wrote: files, rows, and the version of each store it
+    read (`RayLanceEnricher.enrich`, the Ray Data path)."""
 
     files: tuple[str, ...]
     rows: int
@@ -108,7 +121,7 @@ class EnrichResult:
 
 
 class EnricherPort(abc.ABC):
-    """Appends average-pooled embedding columns to a day's rows, file to file."""
+    """Appends average-pooled embedding columns to a batch's rows."""
 
     @abc.abstractmethod
     def check(self, requests: Sequence[PoolRequest]) -> dict[str, str]:
@@ -119,10 +132,10 @@ class EnricherPort(abc.ABC):
         """
 
     @abc.abstractmethod
-    def enrich(self, source: str, dest_dir: str, requests: Sequence[PoolRequest]) -> EnrichResult:
-        """Read the parquet file `source`, append one fixed_size_list<float32>[dim] column per
-        request (in request order, rows in their original order), write parquet files into
-        `dest_dir` (named `part-*.parquet`)."""
+    def pool_table(self, table: pa.Table, requests: Sequence[PoolRequest]) -> Pooled:
+        """`table` (rows in order) with one fixed_size_list<float32>[dim] column appended per
+        request, in request order: the mean of the store vectors of each row's id(s). The same
+        bits wherever it runs: in this process for small work, on Ray for large work."""
 
 
 class SinkError(ValueError):

@@ -408,3 +408,17 @@ def test_enrich_refuses_a_bad_request_before_running_anything(
     with pytest.raises(EnrichError, match="source column 'nope' is missing"):
         enricher.enrich(source, str(tmp_path / "out"), [PoolRequest("x", "nope", demo_ref)])
     assert not glob.glob(str(tmp_path / "out" / "*"))
+
+
+def test_pool_table_gives_the_same_bits_in_process_and_on_ray(
+    demo: DemoSummary, demo_ref: StoreRef
+) -> None:
+    table = _impressions(demo, 5_000)
+    requests = _requests(demo_ref)
+    small = RayLanceEnricher(in_process_rows=10_000).pool_table(table, requests)
+    assert small.where == "process" and small.store_versions == {"artworks": "1"}
+    large = RayLanceEnricher(in_process_rows=0, batch_size=1_000).pool_table(table, requests)
+    assert large.where == "ray" and large.store_versions == {"artworks": "1"}
+    assert large.table["row"].to_pylist() == list(range(5_000))  # input order
+    _assert_same_table(large.table, small.table, [r.name for r in requests])
+    assert small.table.schema.equals(output_schema(table.schema, requests))

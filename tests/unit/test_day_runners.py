@@ -146,7 +146,7 @@ def train(
         DAYS[-1],
         workspace=workspace,
         aggregator=aggregator or InMemoryAggregator(),
-        enricher=enricher(),
+        enricher=kw.pop("enricher", None) or enricher(),
         sink=sink,
         runner=runner,
         on_event=None if events is None else events.append,
@@ -354,12 +354,18 @@ class TestBatches:
                 return super().aggregate_pit_table(spine, specs, **kw)
 
         train(workspace, by_day)
-        summary = train(workspace, batched, aggregator=Counting(), batch_rows=6)
+        pooling = enricher()
+        summary = train(workspace, batched, aggregator=Counting(), batch_rows=6, enricher=pooling)
         assert summary.batches == 2 and calls and set(calls) == {6, 3}
+        assert pooling.calls == 2 and pooling.enriched_rows == 9  # one enrich pass a batch
         for day in DAYS:
             written, manifest = batched.days[("svc", day)]
             assert written.equals(by_day.days[("svc", day)][0])
-        assert manifest["batch"] == {"days": [DAYS[2].isoformat()], "rows": 3}
+        assert manifest["batch"] == {
+            "days": [DAYS[2].isoformat()],
+            "rows": 3,
+            "enriched_in": "process",
+        }
 
     def test_a_failing_batch_names_its_days_and_publishes_none_of_them(
         self, workspace: Path

@@ -92,6 +92,9 @@ class DayResult:
     rows: int
     seconds: float
     path: str | None = None
+    #: Seconds per stage ("read", "skeleton", "enrich", "publish"); a batch's shared stages are
+    #: counted on its first day only, so sums over days are the run's.
+    stages: dict[str, float] = attrs.field(factory=dict, eq=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +118,8 @@ class RunSummary:
     runner: str = "local"
     inputs: InputReport | None = None
     batches: int = 0
+    #: Seconds before the first batch (input checks, fingerprints, skip decisions).
+    prepare_seconds: float = 0.0
 
     @property
     def written(self) -> int:
@@ -128,6 +133,14 @@ class RunSummary:
     def rows(self) -> int:
         return sum(d.rows for d in self.days)
 
+    def stages(self) -> dict[str, float]:
+        """Seconds per stage over the run: prepare, read, skeleton, enrich, publish."""
+        totals = {"prepare": self.prepare_seconds}
+        for day in self.days:
+            for stage, seconds in day.stages.items():
+                totals[stage] = totals.get(stage, 0.0) + seconds
+        return {k: round(v, 3) for k, v in totals.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "service": self.service,
@@ -139,6 +152,7 @@ class RunSummary:
             "rows": self.rows,
             "seconds": round(self.seconds, 3),
             "batches": self.batches,
+            "stages": self.stages(),
             "days": [d.to_dict() for d in self.days],
             "inputs": self.inputs.to_dict() if self.inputs else None,
             "warnings": self.inputs.warnings() if self.inputs else [],
@@ -381,6 +395,7 @@ def run_pipeline(
         raise PipelineError(
             f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
         )
+    prepared = time.perf_counter()
     plan = Plan(pipeline, workspace)
     files = plan.input_files()
     versions = store_versions(plan, enricher)
@@ -393,6 +408,7 @@ def run_pipeline(
             cache.save()
         runner.check()
         return _run_days(
+            time.perf_counter() - prepared,
             plan,
             decisions,
             identity,
@@ -446,6 +462,7 @@ def dry_run(
 
 
 def _run_days(
+    prepare_seconds: float,
     plan: Plan,
     decisions: list[DayDecision],
     identity: RunIdentity,
@@ -468,7 +485,7 @@ def _run_days(
             "runner": runner.name,
         }
     )
-    started = time.perf_counter()
+    started = time.perf_counter() - prepare_seconds  # the summary's seconds: the whole run
     results: list[DayResult] = []
     todo: list[dt.date] = []
     for decision in decisions:
@@ -525,6 +542,7 @@ def _run_days(
         runner.name,
         inputs,
         len(batches),
+        prepare_seconds,
     )
     emit({"event": "run_done", **summary.to_dict()})
     return summary
@@ -639,15 +657,47 @@ def _run_batch(task: BatchTask, batch: DayBatch, cancelled: Callable[[], bool]) 
         timings[op.id] = time.perf_counter() - t1
     table = project_day(plan, spine, features)
     del spine, probe, features
+    store_versions: dict[str, str] = {}
+    enriched_in = None
+    if plan.pool_requests:  # one enrich pass for the whole batch
+        assert task.enricher is not None
+        if cancelled():
+            raise Cancelled(f"cancelled during {batch.first}")
+        pooled = task.enricher.pool_table(table, plan.pool_requests)
+        table, store_versions = pooled.table, pooled.store_versions
+        timings["enrich"] = pooled.seconds
+        enriched_in = pooled.where
+    stale = {
+        name: version
+        for name, version in store_versions.items()
+        if version != task.identities[batch.first]["store_versions"].get(name)
+    }
+    if stale:  # a store changed since the run checked it: its days would lie about it
+        raise PipelineError(
+            f"embedding store(s) {', '.join(sorted(stale))} changed during the run; run again",
+            code="conflict",
+        )
     shared = {
-        "batch": {"days": [d.isoformat() for d in batch.days], "rows": table.num_rows},
+        "batch": {
+            "days": [d.isoformat() for d in batch.days],
+            "rows": table.num_rows,
+            "enriched_in": enriched_in,
+        },
         "report": report.to_dict(),
     }
     results = []
+    stages = {
+        "read": timings["read_spine"],
+        "skeleton": sum(timings[op.id] for op, _specs in plan.feature_ops),
+        "enrich": timings.get("enrich", 0.0),
+    }
     for day, day_table in zip(batch.days, _split_by_day(table, plan, batch), strict=True):
         if cancelled():
             raise Cancelled(f"cancelled during {day}")
-        results.append(_publish_day(task, day, day_table, dict(timings), shared, cancelled))
+        result = _publish_day(task, day, day_table, dict(timings), shared, cancelled)
+        if not results:
+            result.stages.update(stages)
+        results.append(result)
     return results
 
 
@@ -659,19 +709,14 @@ def _publish_day(
     shared: dict[str, Any],
     cancelled: Callable[[], bool],
 ) -> DayResult:
-    """Enrich one day's rows, stage them, and publish the day atomically with its manifest."""
-    plan, sink, enricher = task.plan, task.sink, task.enricher
+    """Stage one day's rows and publish the day atomically with its manifest."""
+    plan, sink = task.plan, task.sink
     t0 = time.perf_counter()
     staging = sink.begin_day(plan.pipeline.service, day)
     try:
-        t2 = time.perf_counter()
-        if plan.pool_requests:
-            assert enricher is not None
-            skeleton = sink.write_staged(staging, "_skeleton/skeleton.parquet", table)
-            enriched = enricher.enrich(skeleton, staging, plan.pool_requests)
-            timings["enrich"] = enriched.seconds or (time.perf_counter() - t2)
-        else:
-            sink.write_staged(staging, "part-00000.parquet", table)
+        # one part a day, written from one contiguous table: the same bytes however the day
+        # was batched
+        sink.write_staged(staging, "part-00000.parquet", table.combine_chunks())
         if cancelled():
             raise Cancelled(f"cancelled during {day}")
         manifest = {
@@ -693,4 +738,5 @@ def _publish_day(
         sink.abort_day(staging)
         raise
     status = "written" if table.num_rows else "empty"
-    return DayResult(day, status, table.num_rows, time.perf_counter() - t0, path)
+    seconds = time.perf_counter() - t0
+    return DayResult(day, status, table.num_rows, seconds, path, {"publish": seconds})
