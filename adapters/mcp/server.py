@@ -92,6 +92,17 @@ _GUIDE: dict[str, tuple[str, dict[str, Any]]] = {
         "already current are skipped unless force is true.",
         {"service": "feed_ranking", "start": "2026-10-02", "end": "2026-10-04", "engine": "duckdb"},
     ),
+    "train_dry_run": (
+        "Use it before train_start to see what a run would do: which days it would compute or "
+        "skip and why (a changed input, definition, contract or store), and its batches. It "
+        "checks the inputs as a run does and writes nothing.",
+        {"service": "feed_ranking", "start": "2026-10-02", "end": "2026-10-04"},
+    ),
+    "days_verify": (
+        "Use it to check written days against their manifests (every part file's size, sha256 "
+        "and rows); ok false lists each difference.",
+        {"service": "feed_ranking", "day": "2026-10-02"},
+    ),
     "job_status": (
         "Use it to follow a job from train_start: poll every few seconds until the state is "
         "succeeded (the result lists the days written), failed (the error says why) or cancelled.",
@@ -122,7 +133,8 @@ _GUIDE: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "day_audit": (
         "Use it to check a written day is point-in-time correct: sampled rows are recomputed "
-        "by brute force; ok true means no difference was found.",
+        "by brute force, and every row is checked against the spine (labels, missing, extra or "
+        "duplicated rows); ok true means no difference was found.",
         {"service": "feed_ranking", "day": "2026-10-02", "sample": 50},
     ),
 }
