@@ -205,7 +205,11 @@ class _Group:
 
     # reading ---------------------------------------------------------------------------------
 
-    def read(self, t_min: int, t_max: int, report: PitReport) -> None:
+    def read(
+        self, t_min: int, t_max: int, report: PitReport, spine_keys: pa.ChunkedArray | None = None
+    ) -> None:
+        """Read the rows that can be visible to probes in `[t_min, t_max)`; with `spine_keys`
+        (the probes' values of the first key), only the rows of those keys."""
         src = self.source
         columns = [*self.keys, src.timestamp]
         if src.created_timestamp:
@@ -253,6 +257,8 @@ class _Group:
                 if nans:
                     report.nan_values[f"{src.name}.{name}"] = nans
         report.source_rows[src.name] = table.num_rows
+        if spine_keys is not None and table.num_rows:
+            table = _rows_of_keys(table, self.keys[0], spine_keys)
         self.table = table
         self.ts = timestamps_to_micros(
             table[src.timestamp],
@@ -1024,7 +1030,7 @@ def compute_pit_table(
             groups.setdefault(gkey, _Group(spec.source, spec.keys, []))
             groups[gkey].specs.append(spec)
         for g in groups.values():
-            g.read(t_min, t_max, report)
+            g.read(t_min, t_max, report, spine[g.keys[0]])
         by_keys: dict[tuple[str, ...], list[_Group]] = {}
         for g in groups.values():
             by_keys.setdefault(g.keys, []).append(g)
@@ -1049,6 +1055,29 @@ def compute_pit_table(
             column = pa.array([], spec.output_type)
         table = table.append_column(pa.field(spec.name, spec.output_type), column)
     return table
+
+
+#: A source is cut down to the rows of the probed keys only when that drops at least this share
+#: of its rows (the cut copies what it keeps: below this it costs more than it saves).
+_KEY_CUT_SHARE = 0.1
+
+
+def _rows_of_keys(table: pa.Table, key: str, probed: pa.ChunkedArray) -> pa.Table:
+    """The rows of `table` whose `key` is one of the probed values (when that is worth a copy).
+
+    A probe's features depend only on the source rows of its own key (design §4), so the rows
+    of other keys can go before any ranking, encoding or kernel work: same results, and a
+    short date range over a long history reads a small share of it. Ranks, limbs and kernel
+    inputs are all computed on what is kept; every one of them is exact, so the bits do not
+    depend on which other rows were there.
+    """
+    column = table[key]
+    wanted = pc.unique(probed).cast(column.type)
+    mask = pc.is_in(column, value_set=wanted)
+    kept = int(pc.sum(mask).as_py() or 0)
+    if kept > (1 - _KEY_CUT_SHARE) * table.num_rows:
+        return table
+    return table.filter(mask)
 
 
 def _count_asof_ties(g: _Group, report: PitReport) -> None:
