@@ -206,10 +206,10 @@ class _Group:
     # reading ---------------------------------------------------------------------------------
 
     def read(
-        self, t_min: int, t_max: int, report: PitReport, spine_keys: pa.ChunkedArray | None = None
+        self, t_min: int, t_max: int, report: PitReport, spine: pa.Table | None = None
     ) -> None:
-        """Read the rows that can be visible to probes in `[t_min, t_max)`; with `spine_keys`
-        (the probes' values of the first key), only the rows of those keys."""
+        """Read the rows that can be visible to probes in `[t_min, t_max)`; with `spine` (the
+        probes, holding the keys), only the rows whose every key value is probed."""
         src = self.source
         columns = [*self.keys, src.timestamp]
         if src.created_timestamp:
@@ -257,8 +257,8 @@ class _Group:
                 if nans:
                     report.nan_values[f"{src.name}.{name}"] = nans
         report.source_rows[src.name] = table.num_rows
-        if spine_keys is not None and table.num_rows:
-            table = _rows_of_keys(table, self.keys[0], spine_keys)
+        if spine is not None and table.num_rows:
+            table = _rows_of_keys(table, spine, self.keys)
         self.table = table
         self.ts = timestamps_to_micros(
             table[src.timestamp],
@@ -1030,7 +1030,7 @@ def compute_pit_table(
             groups.setdefault(gkey, _Group(spec.source, spec.keys, []))
             groups[gkey].specs.append(spec)
         for g in groups.values():
-            g.read(t_min, t_max, report, spine[g.keys[0]])
+            g.read(t_min, t_max, report, spine)
         by_keys: dict[tuple[str, ...], list[_Group]] = {}
         for g in groups.values():
             by_keys.setdefault(g.keys, []).append(g)
@@ -1062,8 +1062,9 @@ def compute_pit_table(
 _KEY_CUT_SHARE = 0.1
 
 
-def _rows_of_keys(table: pa.Table, key: str, probed: pa.ChunkedArray) -> pa.Table:
-    """The rows of `table` whose `key` is one of the probed values (when that is worth a copy).
+def _rows_of_keys(table: pa.Table, spine: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The rows of `table` whose value of each key is one the spine probes (when that is worth
+    a copy). For several keys this keeps a superset of the probed combinations.
 
     A probe's features depend only on the source rows of its own key (design §4), so the rows
     of other keys can go before any ranking, encoding or kernel work: same results, and a
@@ -1071,9 +1072,13 @@ def _rows_of_keys(table: pa.Table, key: str, probed: pa.ChunkedArray) -> pa.Tabl
     inputs are all computed on what is kept; every one of them is exact, so the bits do not
     depend on which other rows were there.
     """
-    column = table[key]
-    wanted = pc.unique(probed).cast(column.type)
-    mask = pc.is_in(column, value_set=wanted)
+    mask = None
+    for key in keys:
+        column = table[key]
+        wanted = pc.unique(spine[key]).cast(column.type)
+        found = pc.is_in(column, value_set=wanted)
+        mask = found if mask is None else pc.and_(mask, found)
+    assert mask is not None
     kept = int(pc.sum(mask).as_py() or 0)
     if kept > (1 - _KEY_CUT_SHARE) * table.num_rows:
         return table
