@@ -162,7 +162,11 @@ class RayDayRunner(DayRunnerPort):
         """Cancel the batches in flight and give them time to throw their staging away."""
         if not pending:
             return
-        refs = list(pending)
+        # Only tasks still running: cancelling one that is completing trips a check inside
+        # Ray's task manager (it aborts the driver), and a finished one has nothing to stop.
+        _, refs = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+        if not refs:
+            return
         log.info("cancelling %d batch(es) in flight on Ray: %s", len(refs), list(pending.values()))
         for ref in refs:
             ray.cancel(ref, force=False, recursive=True)

@@ -25,12 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from daedalus.adapters.cli.app import EXIT_CODES
 from daedalus.adapters.demo.generator import write_demo_workspace
-
-from tests.damage import corrupt_column_chunk
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -267,17 +266,32 @@ def test_a_failing_day_is_a_clear_error_and_leaves_no_partial_day(
 ) -> None:
     ws = tmp_path / "ws"
     shutil.copytree(workspace, ws, ignore=shutil.ignore_patterns("out_*", ".daedalus"))
-    # One value page of the last day's events cannot be decoded: only that day reads it.
-    events = ws / "data" / "events" / f"part-{END}.parquet"
-    corrupt_column_chunk(events, "dwell_ms")
+    # A BIGINT column whose lifetime sums overflow on the last day only: every input is valid,
+    # the failure happens inside that day's batch, on the cluster.
+    for path in sorted((ws / "data" / "events").glob("*.parquet")):
+        table = pq.read_table(path)
+        value = 2**63 - 1 if path.name == f"part-{END}.parquet" else 1
+        points = pa.array([value] * table.num_rows, pa.int64())
+        pq.write_table(table.append_column("points", points), path)
+    view = ws / "feature_views" / "user_activity.yaml"
+    view.write_text(
+        view.read_text()
+        .replace("  dwell_ms: DOUBLE\n", "  dwell_ms: DOUBLE\n  points: BIGINT\n", 1)
+        .replace(
+            "aggregations:\n",
+            "aggregations:\n  - {name: user_points_total, function: sum, column: points, window: lifetime}\n",
+            1,
+        )
+    )
     out = ws / "out"
-    code, data, stderr = train(ws, out, cluster["env"], "--ray-address", cluster["address"])
+    code, data, stderr = train(
+        ws, out, cluster["env"], "--ray-address", cluster["address"], "--batch-rows", "1"
+    )
     assert code == EXIT_CODES["invalid_input"], stderr[-3000:]
     assert data["error"]["kind"] == "invalid_input"
     message = data["error"]["message"]
-    assert message.startswith(f"day {END}: source of ")
-    assert f"{events}, row group 0, column 'dwell_ms'" in message
-    assert f"error: day {END}: source of " in stderr
+    assert message == f"day {END}: feature 'user_points_total': the sum overflows BIGINT"
+    assert f"error: day {END}: feature 'user_points_total'" in stderr
     service = out / "feed_ranking"
     assert not (service / f"dt={END}").exists()
     assert not [p.name for p in service.iterdir() if p.name.startswith((".staging-", ".trash-"))]
@@ -295,7 +309,13 @@ def test_interrupting_the_driver_cancels_the_days_in_flight_cleanly(
     staging away before it exits; what was published is whole."""
     out = tmp_path / "out"
     cmd = train_command(
-        workspace, out, END + dt.timedelta(days=2), "--ray-address", cluster["address"]
+        workspace,
+        out,
+        END + dt.timedelta(days=2),
+        "--ray-address",
+        cluster["address"],
+        "--batch-rows",
+        "1",  # one day a task: some are still to run when the driver is interrupted
     )
     proc = subprocess.Popen(
         cmd, env=cluster["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

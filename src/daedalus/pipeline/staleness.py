@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from daedalus.pit.errors import PitError
+from daedalus.pit.sources import locate_unreadable
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec
 
 __all__ = [
@@ -357,7 +358,10 @@ def _fingerprint_file(path: str, timestamp: str, columns: tuple[str, ...] | None
     try:
         table = _read_file(path, columns)
     except (pa.ArrowException, OSError) as exc:
-        raise PitError(f"input file {path}: cannot read parquet: {exc}", code="bad_source") from exc
+        where = locate_unreadable([path], columns or pq.read_schema(path).names) or path
+        raise PitError(
+            f"input file {where}: cannot read parquet: {str(exc)[:200]}", code="bad_source"
+        ) from exc
     return _fingerprint_table(table, timestamp, columns, f"input file {path}")
 
 
