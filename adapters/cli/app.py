@@ -275,13 +275,33 @@ def catalog_show(
 
 @catalog_app.command(name="validate")
 def catalog_validate(
-    directory: Path | None = None, /, *, json: Json = False, debug: Debug = False
+    directory: Path | None = None,
+    /,
+    *,
+    with_data: Annotated[
+        bool,
+        Parameter(
+            help="Also check the data under --workspace: every file of every source and spine "
+            "against its declared schema (types, time zones), and every filter value against "
+            "the values that occur (the closest ones are suggested).",
+            negative="",
+        ),
+    ] = False,
+    workspace: Workspace = None,
+    json: Json = False,
+    debug: Debug = False,
 ) -> int:
     """Check every definition of a catalog directory; report every error with file:line:column.
 
-    Exit code 0 when valid, 3 when any definition is wrong (messages on stderr).
+    Exit code 0 when valid, 3 when any definition is wrong (messages on stderr), or with
+    --with-data when the data does not match it (the file and column; for a filter value its
+    file:line:column).
 
-    Example: daeda catalog validate feature_views
+    Examples:
+
+      daeda catalog validate feature_views
+
+      daeda catalog validate --with-data --workspace demo
 
     Parameters
     ----------
@@ -290,8 +310,11 @@ def catalog_validate(
     """
 
     def body() -> int:
-        settings = _settings(None, directory)
-        result = _container(settings).catalog_cases().validate(settings.catalog_dir)
+        settings = _settings(workspace if with_data else None, directory)
+        container = _container(settings)
+        result = container.catalog_cases().validate(settings.catalog_dir)
+        if result["ok"] and with_data:
+            result = {**result, "data": container.application().catalog_validate_data()}
         if json:
             _emit(result, True, lambda _: None)
         elif result["ok"]:
@@ -305,9 +328,115 @@ def catalog_validate(
             n = len(result["errors"])
             print(f"{n} error{'s' if n != 1 else ''} in {result['catalog_dir']}", file=sys.stderr)
             return EXIT_CODES["invalid_catalog"]
+        if with_data:
+            return _report_data_checks(result["data"], json)
         return 0
 
     return _run(body, debug, json)
+
+
+def _report_data_checks(data: dict[str, Any], as_json: bool) -> int:
+    """Print what `catalog validate --with-data` found; exit 3 when anything."""
+    for p in data["problems"]:
+        if p["kind"] == "filter_value":
+            where = f"{p['location']}: " if p.get("location") else ""
+            hint = f" — {p['hint']}" if p.get("hint") else ""
+            print(f"{where}{p['message']}{hint}", file=sys.stderr)
+        else:
+            print(f"{p['message']} [{', '.join(p['sources'])}]", file=sys.stderr)
+    n = len(data["problems"])
+    if n:
+        print(
+            f"{n} problem{'s' if n != 1 else ''} in the data of {data['workspace']}",
+            file=sys.stderr,
+        )
+        return EXIT_CODES["invalid_catalog"]
+    if not as_json:
+        print(
+            f"ok: {data['files_checked']} file(s) of {len(data['sources'])} source(s) in "
+            f"{data['workspace']} match their definitions; "
+            f"{data['filter_values_checked']} filter value(s) occur in the data"
+        )
+    return 0
+
+
+@catalog_app.command(name="plan")
+def catalog_plan(
+    *,
+    workspace: Workspace = None,
+    out: Annotated[
+        Path | None,
+        Parameter(help="Output root of the trained days (default <workspace>/out)."),
+    ] = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """What the catalog as it is now does to each service's trained output, without training:
+    the contract diff against the most recently written day (columns added, removed, retyped,
+    reordered) and which written days become stale, and why.
+
+    Exit code 0 when no contract breaks (added or moved columns, stale days and untrained
+    services are reported but pass), 9 when a service's contract breaks (a column that its
+    written days have is removed or changes type).
+
+    Example: daeda catalog plan --workspace demo --json
+    """
+
+    def body() -> int:
+        data = _application(workspace, catalog, out_dir=out).catalog_plan()
+        _emit(data, json, _print_plan)
+        return 0 if data["ok"] else EXIT_CODES["audit_failed"]
+
+    return _run(body, debug, json)
+
+
+def _day_span(days: list[str]) -> str:
+    if len(days) == 1:
+        return days[0]
+    return f"{days[0]} … {days[-1]} ({len(days)} days)"
+
+
+def _print_plan(d: dict[str, Any]) -> None:
+    for s in d["services"]:
+        trained = s.get("trained") or {}
+        head = f"{s['service']}: {s['state']}"
+        if s["days_written"]:
+            head += (
+                f" ({s['days_written']} day(s) written; compared with {trained.get('day')}, "
+                f"contract {str(trained.get('contract_hash'))[:12]} → {s['contract_hash'][:12]})"
+            )
+        print(head)
+        c = s.get("contract") or {}
+        for x in c.get("removed", []):
+            print(f"  - removed  {x['name']} {x['type']}")
+        for x in c.get("added", []):
+            print(f"  + added    {x['name']} {x['type']} (column {x['position'] + 1})")
+        for x in c.get("retyped", []):
+            print(f"  ~ retyped  {x['name']}: {x['from']} → {x['to']}")
+        for x in c.get("nullability", []):
+            print(f"  ~ nullable {x['name']}: {x['from']} → {x['to']}")
+        if c.get("reordered"):
+            print(f"  ↕ moved    {', '.join(c['reordered'])}")
+        for x in c.get("renamed", []):
+            print(f"  ? renamed  {x['from']} → {x['to']}? (a removed and an added {x['type']})")
+        for x in c.get("redefined", []):
+            print(f"  * redefined {x['name']}: {'; '.join(x['changes'])}")
+        if s.get("definition_changed") and not c.get("changed") and not c.get("redefined"):
+            print("  definitions changed (same contract)")
+        stale = s["stale"]
+        if stale["stale"]:
+            print(f"  {stale['stale']} of {s['days_written']} written day(s) become stale:")
+            for r in stale["reasons"]:
+                print(f"    {r['reason']}: {_day_span(r['days'])}")
+        elif s["days_written"] and s["state"] != "unknown":
+            print(f"  all {s['days_written']} written day(s) stay current")
+        if s.get("problem"):
+            print(f"  warning: {s['problem']}", file=sys.stderr)
+    if d["breaking"]:
+        print(f"contract break in: {', '.join(d['breaking'])}")
+    else:
+        print("no contract break")
 
 
 # -- service -------------------------------------------------------------------------------------
@@ -905,6 +1034,117 @@ def audit(
     return _run(body, debug, json)
 
 
+# -- dataset ---------------------------------------------------------------------------------------
+
+dataset_app = App(name="dataset", help="A service's written days: per-feature statistics.")
+app.command(dataset_app)
+
+
+@dataset_app.command(name="stats")
+def dataset_stats(
+    service: str,
+    /,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    html: Annotated[
+        Path | None,
+        Parameter(
+            help="Also write a self-contained HTML report (inline SVG, no script) with a chart "
+            "per feature over the days: null share, min, max and mean per day."
+        ),
+    ] = None,
+    workspace: Workspace = None,
+    out: Out = None,
+    catalog: Catalog = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> int:
+    """Per-feature statistics of a service's written days, from their manifests (no data is
+    read again): null share, min, max, distinct values, list lengths; and warnings about
+    features null or constant on every row, filters that matched nothing and empty days.
+
+    Example: daeda dataset stats feed_ranking --workspace demo --start 2026-10-02 --html report.html
+
+    Parameters
+    ----------
+    service
+        The feature service.
+    start
+        First day (YYYY-MM-DD; default the first written).
+    end
+        Last day, included (YYYY-MM-DD; default the last written).
+    """
+
+    def body() -> int:
+        data = _pipeline(workspace, catalog, out).dataset_stats(service, start, end)
+        if html is not None:
+            from daedalus.pipeline.stats import render_html
+
+            try:
+                html.write_text(render_html(data), encoding="utf-8")
+            except OSError as exc:
+                raise AppError(
+                    "storage", f"cannot write {html}: {exc.strerror or exc}", {"path": str(html)}
+                ) from exc
+            data = {**data, "html": str(html)}
+        _emit(data, json, _print_stats)
+        return 0
+
+    return _run(body, debug, json)
+
+
+def _short(value: Any) -> str:
+    """A statistics value in a few characters: 6 significant digits, times to the second."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    if len(text) >= 19 and text[4:5] == "-" and text[10:11] == "T":  # an ISO time
+        return text[:19].replace("T", " ")
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def _print_stats(d: dict[str, Any]) -> None:
+    if not d["days"]:
+        print(f"{d['service']}: no written day in the range")
+    else:
+        rows = sum(x["rows"] for x in d["days"])
+        print(f"{d['service']} {d['start']} … {d['end']}: {len(d['days'])} day(s), {rows:,} rows")
+        lines = [["feature", "type", "function", "null", "min", "max", "distinct/day"]]
+        for c in d["columns"]:
+            lengths = [x for x in c["days"] if "length_max" in x]
+            low, high = c["min"], c["max"]
+            if lengths:  # lists: their lengths
+                low = f"len {min(x['length_min'] for x in lengths)}"
+                high = f"len {max(x['length_max'] for x in lengths)}"
+            lines.append(
+                [
+                    c["name"],
+                    c["type"] or "",
+                    c.get("function") or c.get("kind") or "",
+                    "" if c["null_share"] is None else f"{c['null_share']:.1%}",
+                    _short(low),
+                    _short(high),
+                    "" if c["distinct_max"] is None else str(c["distinct_max"]),
+                ]
+            )
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+        for line in lines:
+            print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    if d.get("days_without_stats"):
+        print(
+            f"{len(d['days_without_stats'])} day(s) have no statistics (written before they "
+            "were recorded; train them again with --force)",
+            file=sys.stderr,
+        )
+    for warning in d.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    if d.get("html"):
+        print(f"report: {d['html']}")
+
+
 # -- jobs ------------------------------------------------------------------------------------------
 
 job_app = App(
@@ -1010,6 +1250,17 @@ def serve_api(
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
+    allow_host: Annotated[
+        list[str] | None,
+        Parameter(
+            name="--allow-host",
+            negative="",
+            consume_multiple=False,
+            help="A host name (or address) accepted in the Host and Origin headers besides "
+            "127.0.0.1, localhost and [::1]; repeatable (also env DAEDA_ALLOW_HOSTS, "
+            "comma-separated). Others get HTTP 421 (Host) or 403 (Origin).",
+        ),
+    ] = None,
     workspace: Workspace = None,
     catalog: Catalog = None,
     out: Out = None,
@@ -1018,7 +1269,11 @@ def serve_api(
     """Serve the JSON-RPC 2.0 control plane (POST /rpc, GET /health) with uvicorn.
 
     Methods that write or start work need `Authorization: Bearer <token>` (--token or env
-    DAEDA_API_TOKEN); without a token the server refuses to bind beyond loopback.
+    DAEDA_API_TOKEN); without a token the server refuses to bind beyond loopback. Once bound it
+    prints `daeda serve-api: listening on http://HOST:PORT ...` on stderr.
+
+    Exit codes: 5 for a port outside 0-65535 or a malformed --allow-host, 7 when HOST:PORT is
+    already in use, 8 when binding is not permitted (or a public host without a token).
 
     Example: DAEDA_API_TOKEN=s3cret daeda serve-api --workspace demo --port 8000
 
@@ -1027,7 +1282,7 @@ def serve_api(
     host
         Interface to bind (default loopback).
     port
-        TCP port.
+        TCP port, 1-65535; 0 takes any free port (the line printed at start names it).
     token
         Bearer token for write methods (default: env DAEDA_API_TOKEN).
     """
@@ -1037,6 +1292,13 @@ def serve_api(
 
         from daedalus.adapters.jsonrpc.server import serve
 
+        if isinstance(port, bool) or not 0 <= port <= 65535:  # before anything is loaded
+            raise AppError(
+                "invalid_argument",
+                f"port {port} is out of range: use 1-65535 (or 0 for any free port)",
+                {"field": "port"},
+            )
+        hosts = [*(allow_host or ()), *os.environ.get("DAEDA_ALLOW_HOSTS", "").split(",")]
         application = _application(workspace, catalog, out_dir=out)
         try:
             serve(
@@ -1044,6 +1306,7 @@ def serve_api(
                 host=host,
                 port=port,
                 token=token or os.environ.get("DAEDA_API_TOKEN") or None,
+                allowed_hosts=[h for h in hosts if h.strip()],
             )
         except ValueError as exc:
             raise AppError("forbidden", str(exc)) from exc
@@ -1054,17 +1317,73 @@ def serve_api(
 
 @app.command(name="mcp")
 def mcp(
-    *, workspace: Workspace = None, catalog: Catalog = None, out: Out = None, debug: Debug = False
+    *,
+    http: Annotated[bool, Parameter(negative="")] = False,
+    host: str | None = None,
+    port: int | None = None,
+    token: str | None = None,
+    workspace: Workspace = None,
+    catalog: Catalog = None,
+    out: Out = None,
+    engine: Engine = None,
+    debug: Debug = False,
 ) -> int:
-    """Serve the MCP tools and resources over stdio (for agents; see the README to register it).
+    """Serve the MCP tools and resources over stdio (for agents; see the README to register it),
+    or over streamable HTTP with --http (http://HOST:PORT/mcp).
 
-    Example: daeda mcp --workspace demo
+    Over HTTP, with a token (--token or env DAEDA_MCP_TOKEN) every request needs
+    `Authorization: Bearer <token>`, reads included; without one the server listens on loopback
+    only and refuses the tools that write or start work (train_start, job_cancel).
+
+    Examples:
+
+      daeda mcp --workspace demo
+
+      DAEDA_MCP_TOKEN=s3cret daeda mcp --http --port 8001 --workspace demo
+
+    Parameters
+    ----------
+    http
+        Serve streamable HTTP instead of stdio.
+    host
+        With --http: the interface to bind (default 127.0.0.1; beyond loopback needs a token).
+    port
+        With --http: the TCP port (default 8001).
+    token
+        With --http: the bearer token every request must carry (default: env DAEDA_MCP_TOKEN).
     """
 
     def body() -> int:
-        from daedalus.adapters.mcp.server import run_stdio
+        import logging
 
-        run_stdio(_application(workspace, catalog, out_dir=out))
+        # stdout may carry the protocol: every log line goes to stderr.
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+        if not http and (host is not None or port is not None or token is not None):
+            raise AppError(
+                "invalid_argument",
+                "--host, --port and --token apply to --http only (stdio needs none)",
+                {"field": "http"},
+            )
+        application = _application(workspace, catalog, out_dir=out, engine=engine)
+        # Imported once the settings are read, so `daeda --help` stays fast.
+        from daedalus.adapters.mcp.server import DEFAULT_HTTP_PORT, TOKEN_ENV, run_http, run_stdio
+
+        if not http:
+            run_stdio(application)
+            return 0
+        try:
+            run_http(
+                application,
+                host=host or "127.0.0.1",
+                port=DEFAULT_HTTP_PORT if port is None else port,
+                token=token or os.environ.get(TOKEN_ENV) or None,
+            )
+        except ValueError as exc:
+            raise AppError("forbidden", str(exc)) from exc
         return 0
 
     return _run(body, debug, False)

@@ -21,6 +21,17 @@ from daedalus.app.settings import Settings
 
 __all__ = ["USE_CASES", "Application", "Param", "UseCase"]
 
+#: The most characters of a caller's value (a path) that an error message quotes.
+_QUOTE = 200
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+
+
+def _quote(text: str) -> str:
+    return repr(_clip(text))
+
 
 @attrs.frozen
 class Param:
@@ -123,6 +134,21 @@ USE_CASES: tuple[UseCase, ...] = (
                 required=False,
             ),
         ),
+    ),
+    UseCase(
+        "catalog_validate_data",
+        "catalog.validate_data",
+        "Check the catalog against the workspace's data without training: every file of every "
+        "source and spine against its declared schema (column, declared and found type, time "
+        "zone), and every filter value against the values that occur (with the closest ones).",
+    ),
+    UseCase(
+        "catalog_plan",
+        "catalog.plan",
+        "What the catalog as it is now does to each service's trained output, without "
+        "training: the contract diff against the last written day (columns added, removed, "
+        "retyped, reordered; removed or retyped is a contract break) and which written days "
+        "become stale and why.",
     ),
     UseCase(
         "service_schema",
@@ -229,6 +255,18 @@ USE_CASES: tuple[UseCase, ...] = (
         ),
     ),
     UseCase(
+        "dataset_stats",
+        "dataset.stats",
+        "Per-feature statistics of a service's written days (null count, min, max, distinct "
+        "values, list lengths) from their manifests, with warnings about features that are "
+        "null or constant on every row, filters that matched nothing and empty days.",
+        (
+            _SERVICE,
+            Param("start", _DATE, "First day (default: the first written).", required=False),
+            Param("end", _DATE, "Last day, included (default: the last written).", required=False),
+        ),
+    ),
+    UseCase(
         "days_verify",
         "days.verify",
         "Check a service's written days (or one day) against their manifests: every part "
@@ -251,9 +289,13 @@ class Application:
         self._catalog = catalog
         self._pipeline = pipeline
         self.jobs = jobs
+        # Every catalog file is resolved and confined before it is read: a `*.yaml` in the
+        # catalog that links outside must not be read (its text would be quoted in errors).
+        catalog.file_guard = self.confine_catalog_file
 
     def confine(self, path: str | Path, what: str = "path") -> Path:
-        """`path` resolved inside the workspace; raises AppError(forbidden) if it escapes."""
+        """`path` resolved (symlinks included) inside the workspace; raises AppError(forbidden)
+        if it escapes. The message quotes at most `_QUOTE` characters of `path`."""
         candidate = Path(path)
         resolved = (
             candidate if candidate.is_absolute() else self.settings.workspace / candidate
@@ -261,10 +303,24 @@ class Application:
         if not resolved.is_relative_to(self.settings.workspace):
             raise AppError(
                 "forbidden",
-                f"{what} {str(path)!r} is outside the workspace {self.settings.workspace}",
+                f"{what} {_quote(str(path))} is outside the workspace {self.settings.workspace}",
                 {"field": what},
             )
         return resolved
+
+    def confine_catalog_file(self, path: Path, real: Path) -> None:
+        """Refuse (AppError forbidden, naming `path`) a catalog file whose real path (`real`,
+        symlinks resolved) is outside both the workspace and the configured catalog directory
+        (which the operator chose, and which may lie outside the workspace). Nothing of the
+        file is read or quoted."""
+        roots = (self.settings.workspace, self.settings.catalog_dir)
+        if not any(real.is_relative_to(root) for root in roots):
+            raise AppError(
+                "forbidden",
+                f"catalog file {_quote(str(path))} resolves outside the workspace "
+                f"{self.settings.workspace} (a symlink?); it was not read",
+                {"file": _clip(str(path))},
+            )
 
     def call(self, name: str, arguments: dict[str, Any]) -> Any:
         """Run use case `name` with keyword `arguments` (already schema-checked by the surface)."""
@@ -299,6 +355,17 @@ class Application:
     def catalog_validate(self, directory: str | None = None) -> dict[str, Any]:
         target = self.confine(directory, "directory") if directory is not None else None
         return self._catalog.validate(target)
+
+    def catalog_validate_data(self) -> dict[str, Any]:
+        return self._catalog.validate_data(self.settings.workspace)
+
+    def catalog_plan(self) -> dict[str, Any]:
+        return self._pipeline.catalog_plan()
+
+    def dataset_stats(
+        self, service: str, start: str | None = None, end: str | None = None
+    ) -> dict[str, Any]:
+        return self._pipeline.dataset_stats(service, start, end)
 
     def service_schema(self, service: str) -> dict[str, Any]:
         return self._catalog.service_schema(service)

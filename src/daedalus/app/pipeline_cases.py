@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.errors import AppError
 from daedalus.app.jsonable import jsonable
@@ -28,7 +30,9 @@ from daedalus.pipeline.executor import (
 from daedalus.pipeline.executor import dry_run as run_dry
 from daedalus.pipeline.inputs import InputPolicy
 from daedalus.pipeline.operators import OperatorPipeline
+from daedalus.pipeline.plan_diff import contract_diff, redefined, stale_summary
 from daedalus.pipeline.runner import LocalDayRunner
+from daedalus.pipeline.stats import dataset_report, describe_spec
 from daedalus.pit.errors import PitError
 from daedalus.pit.spec import Engine
 from daedalus.ports import (
@@ -242,6 +246,133 @@ class PipelineCases:
             "missing": [d.isoformat() for d in missing],
             "problem": problem,
         }
+
+    def catalog_plan(self) -> dict[str, Any]:
+        """What the catalog as it is now does to every service's trained output, without
+        training: per service, the contract diff between the schema of its most recently
+        written day (read from the day's part file) and the resolved schema now (columns
+        added, removed, retyped, reordered; a removed or retyped column is a contract break),
+        and which written days are stale and why (`RunIdentity.why_stale`, as `status`).
+        `ok` is False when any service's contract breaks."""
+        catalog = self.catalog_cases.catalog()
+        services = []
+        for name in sorted(catalog.services):
+            pipeline = self.pipeline(name)
+            with translate_errors():
+                services.append(self._plan_service(pipeline))
+        breaking = [s["service"] for s in services if s["contract"] and s["contract"]["breaking"]]
+        changed = [s["service"] for s in services if s["state"] not in ("unchanged", "not trained")]
+        return {
+            "ok": not breaking,
+            "services": services,
+            "breaking": breaking,
+            "changed": changed,
+        }
+
+    def _plan_service(self, pipeline: OperatorPipeline) -> dict[str, Any]:
+        service = pipeline.service
+        entry: dict[str, Any] = {
+            "service": service,
+            "out_dir": self.sink.location(service),
+            "contract_hash": pipeline.contract_hash,
+            "definition_hash": pipeline.definition_hash,
+            "columns": len(pipeline.schema),
+        }
+        written = self.sink.list_days(service)
+        if not written:
+            return {
+                **entry,
+                "state": "not trained",
+                "days_written": 0,
+                "trained": None,
+                "contract": None,
+                "stale": stale_summary([]),
+                "problem": None,
+            }
+        manifests = {d: self.sink.read_manifest(service, d) or {} for d in written}
+        order = sorted(written, key=lambda d: (str(manifests[d].get("written_at") or ""), d))
+        trained_schema = None
+        baseline = None
+        for day in reversed(order):  # the most recently written day whose files can be read
+            try:
+                trained_schema = self.sink.read_day(service, day, limit=0).schema
+            except SinkError:
+                continue
+            baseline = day
+            break
+        diff = None
+        plan = Plan(pipeline, self.workspace)
+        if trained_schema is not None:
+            diff = contract_diff(pa.schema(list(trained_schema)), pipeline.schema)
+            recorded_stats = (manifests[baseline].get("stats") or {}).get("columns") or {}
+            now = {
+                spec.name: describe_spec(spec) for _op, specs in plan.feature_ops for spec in specs
+            }
+            diff["redefined"] = redefined(recorded_stats, now)
+        try:
+            versions = store_versions(plan, self._needs_enricher(pipeline))
+            identity: RunIdentity | None = current_identity(
+                plan, versions, plan.input_files(), fingerprint_cache(plan)
+            )
+            problem = None
+        except (PitError, EnrichError) as exc:  # inputs gone: staleness cannot be decided
+            identity, problem = None, str(exc)
+        why = [
+            (d.isoformat(), [] if identity is None else identity.why_stale(manifests[d], d))
+            for d in written
+        ]
+        stale = stale_summary(why)
+        recorded = manifests[baseline] if baseline is not None else manifests[order[-1]]
+        if diff is not None and diff["breaking"]:
+            state = "contract break"
+        elif diff is not None and diff["changed"]:
+            state = "contract change"
+        elif stale["stale"]:
+            state = "stale"
+        else:
+            state = "unchanged" if identity is not None else "unknown"
+        return {
+            **entry,
+            "state": state,
+            "days_written": len(written),
+            "trained": {
+                "day": None if baseline is None else baseline.isoformat(),
+                "contract_hash": recorded.get("contract_hash"),
+                "definition_hash": recorded.get("definition_hash"),
+                "written_at": recorded.get("written_at"),
+                "contracts_in_output": len({m.get("contract_hash") for m in manifests.values()}),
+            },
+            "definition_changed": recorded.get("definition_hash") != pipeline.definition_hash,
+            "contract": diff,
+            "stale": stale,
+            "days": [{"day": d, "why": w} for d, w in why if w],
+            "problem": problem
+            or (None if trained_schema is not None else "no written day's files can be read"),
+        }
+
+    def dataset_stats(
+        self, service: str, start: str | dt.date | None = None, end: str | dt.date | None = None
+    ) -> dict[str, Any]:
+        """The per-feature statistics of a service's written days from `start` to `end` (both
+        optional, included), read from their manifests (no data is read again): per feature
+        its totals over the range and its values per day, and the warnings they support
+        (`pipeline.stats.dataset_report`)."""
+        first = None if start is None else parse_day(start, "start")
+        last = None if end is None else parse_day(end, "end")
+        if first is not None and last is not None and first > last:
+            raise AppError(
+                "invalid_argument", f"start {first} is after end {last}", {"field": "start"}
+            )
+        self.pipeline(service)  # the service must exist
+        with translate_errors():
+            days = [
+                d
+                for d in self.sink.list_days(service)
+                if (first is None or d >= first) and (last is None or d <= last)
+            ]
+            manifests = [(d.isoformat(), self.sink.read_manifest(service, d) or {}) for d in days]
+        report = dataset_report(service, manifests)
+        return jsonable({**report, "out_dir": self.sink.location(service)})
 
     def dry_run(
         self,

@@ -49,7 +49,13 @@ from daedalus.catalog.model import (
     Location,
 )
 
-__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "LoadedDefinitions", "load_definitions"]
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "LoadedDefinitions",
+    "load_definitions",
+    "load_service_text",
+]
 
 #: Nodes that aliases may reach in one file, all documents together. An alias stands for every
 #: node of what its anchor names, aliases inside it included, so aliases of aliases multiply
@@ -1136,6 +1142,51 @@ def load_definitions(directory: str | Path, entities: dict[str, Entity]) -> Load
         services={k: v[2] for k, v in services.items()},
         stores={k: v[2] for k, v in stores.items()},
     )
+
+
+def load_service_text(
+    text: str,
+    label: str,
+    views: dict[str, FeatureViewDef],
+    stores: dict[str, EmbeddingStoreDef],
+    entities: dict[str, Entity],
+) -> FeatureServiceDef:
+    """Check one `feature_service` document written in `text` (a service built in memory, e.g.
+    by the Python API from a list of features) against loaded `views` and `stores`, with every
+    check `load_definitions` makes on a service file (shapes, unknown views, features and stores
+    with did-you-mean hints, clashing outputs, embedding sources). Returns the service, or
+    raises CatalogErrors located in `text`, whose file is named `label`."""
+    errors: list[CatalogError] = []
+    text = _universal_newlines(text)
+    try:
+        documents = _parse(text)
+    except _ReadError as exc:
+        raise CatalogErrors(
+            [CatalogError(label, exc.line + 1, exc.column + 1, exc.message)]
+        ) from None
+    doc = _Doc(label, errors, text.splitlines())
+    if len(documents) != 1:
+        doc.error((0, 0), f"expected one feature_service document, got {len(documents)}")
+        raise CatalogErrors(errors)
+    node, root = documents[0]
+    if not doc.mapping(node, root if root[0] >= 0 else (0, 0), "a definition document"):
+        raise CatalogErrors(errors)
+    if node.get("kind") != "feature_service":
+        doc.error(doc.pos(node), f"expected kind feature_service, got {quoted(node.get('kind'))}")
+        raise CatalogErrors(errors)
+    if _check_service_shape(doc, node, entities):
+        data = _plain(node)
+        data.pop("kind")
+        structured = _unique([(doc, node, data)], FeatureServiceDef, "feature service")
+        for _doc, _node, service in structured.values():
+            broken: dict[str, set[str]] = {"feature_view": set(), "embedding_store": set()}
+            try:
+                _check_service_refs(doc, node, service, views, stores, entities, broken)
+            except Exception as exc:  # as in load_definitions: reported, located
+                _internal_error(doc, node, exc)
+            if not errors:
+                return service  # type: ignore[no-any-return]
+    raise CatalogErrors(errors)
 
 
 def _internal_error(doc: _Doc, node: CommentedMap, exc: Exception) -> None:

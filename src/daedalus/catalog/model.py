@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -171,12 +172,51 @@ class AggFunction(enum.StrEnum):
         return self is not AggFunction.COUNT
 
 
+def _filter_values(values: Any) -> tuple[Any, ...]:
+    """A filter's values as a tuple: a list, tuple or other iterable item by item, a set in a
+    fixed order, and one bare value (a string above all: never its characters) as one item."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        return (values,)
+    if isinstance(values, Mapping):
+        raise ValueError(f"filter values must be a value or a list of values, got {quoted(values)}")
+    if isinstance(values, set | frozenset):
+        return tuple(sorted(values, key=lambda v: (type(v).__name__, repr(v))))
+    return tuple(values)
+
+
+def _check_filter_values(instance: FilterDef, _attribute: Any, values: tuple[Any, ...]) -> None:
+    where = f"filter on {quoted(instance.column)}"
+    if not values:
+        raise ValueError(f"{where} lists no values")
+    for value in values:
+        if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+            raise ValueError(f"{where}: filter values must be scalars, got {quoted(value)}")
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(
+                f"{where}: filter value {quoted(value)} cannot be compared (unhashable "
+                f"{type(value).__name__})"
+            ) from None
+
+
+def _check_column_name(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attribute.name} must be a column name, got {quoted(value)}")
+
+
 @attrs.frozen
 class FilterDef:
-    """Keep only source rows whose `column` is one of `values` (applied before the window)."""
+    """Keep only source rows whose `column` is one of `values` (applied before the window).
 
-    column: str
-    values: tuple[Any, ...]
+    `values` is normalised to a tuple: a list (or any iterable but a mapping) item by item, a
+    set in a fixed order, and a single value, a string above all, as a one-element tuple
+    (`FilterDef("action", "like")` keeps the rows whose action is "like"). Values must be
+    scalars; none at all, a nested list or a mapping is a ValueError.
+    """
+
+    column: str = attrs.field(validator=_check_column_name)
+    values: tuple[Any, ...] = attrs.field(converter=_filter_values, validator=_check_filter_values)
 
 
 @attrs.frozen

@@ -30,6 +30,7 @@ from daedalus.pipeline.staleness import (
     source_fingerprints,
     visible_ranges,
 )
+from daedalus.pipeline.stats import day_stats, stats_warnings
 from daedalus.pit.compute import PitReport
 from daedalus.pit.errors import PitError
 from daedalus.pit.sources import expand_paths, read_source, timestamps_to_micros
@@ -47,12 +48,14 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "BatchTask",
     "Cancelled",
+    "ComputedRows",
     "DayDecision",
     "DayResult",
     "PipelineError",
     "Plan",
     "RunIdentity",
     "RunSummary",
+    "compute_rows",
     "current_identity",
     "day_range",
     "decide_days",
@@ -95,6 +98,9 @@ class DayResult:
     #: Seconds per stage ("read", "skeleton", "enrich", "publish"); a batch's shared stages are
     #: counted on its first day only, so sums over days are the run's.
     stages: dict[str, float] = attrs.field(factory=dict, eq=False)
+    #: The day's per-feature statistics as its manifest records them (`pipeline.stats`);
+    #: None for a skipped day.
+    stats: dict[str, Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,8 +161,18 @@ class RunSummary:
             "stages": self.stages(),
             "days": [d.to_dict() for d in self.days],
             "inputs": self.inputs.to_dict() if self.inputs else None,
-            "warnings": self.inputs.warnings() if self.inputs else [],
+            "warnings": [
+                *(self.inputs.warnings() if self.inputs else []),
+                *self.feature_warnings(),
+            ],
         }
+
+    def feature_warnings(self) -> list[str]:
+        """Over the days this run wrote: features null or constant on every row, filters that
+        matched nothing, days without spine rows (`pipeline.stats.stats_warnings`)."""
+        return stats_warnings(
+            [(d.day.isoformat(), d.status, d.stats) for d in self.days if d.status != "skipped"]
+        )
 
 
 def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -632,20 +648,46 @@ def _split_by_day(table: pa.Table, plan: Plan, batch: DayBatch) -> list[pa.Table
     return [table.filter(pc.equal(index, i)) for i in range(len(batch.days))]
 
 
-def _run_batch(task: BatchTask, batch: DayBatch, cancelled: Callable[[], bool]) -> list[DayResult]:
-    plan = task.plan
+@attrs.frozen(eq=False)
+class ComputedRows:
+    """What `compute_rows` gives: the rows in the contract's order and types (embeddings
+    included), the run report of the aggregator calls, seconds per feature operator (by
+    operator id) and for "enrich", and, when embeddings were pooled, the stores' versions and
+    where the pooling ran ("process" or "ray")."""
+
+    table: pa.Table
+    report: PitReport
+    timings: dict[str, float]
+    store_versions: dict[str, str] = attrs.field(factory=dict)
+    enriched_in: str | None = None
+
+
+def compute_rows(
+    plan: Plan,
+    spine: pa.Table,
+    aggregator: AggregatorPort,
+    enricher: EnricherPort | None,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+    where: str = "the computation",
+) -> ComputedRows:
+    """The features and embeddings of `plan` for `spine`'s rows, row for row in its order: one
+    aggregator call per feature operator (each given only the keys and the timestamp), the
+    projection onto the contract (`project_day`), then one pooling pass of the embeddings
+    (`EnricherPort.pool_table`). This is what a training batch computes, so any caller gets the
+    bits a run writes for the same rows. `spine` holds the plan's keys and timestamp, plus its
+    labels; `cancelled` is polled between steps (raises Cancelled naming `where`). Raises
+    PitError for a bad spine or source, EnrichError for a store that cannot serve."""
+    cancelled = cancelled or (lambda: False)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    spine = read_spine_days(plan, batch.first, batch.last)
-    timings["read_spine"] = time.perf_counter() - t0
     report = PitReport()
     features: dict[str, pa.Array] = {}
     probe = spine.select([*plan.keys, plan.timestamp])
     for op, specs in plan.feature_ops:
         if cancelled():
-            raise Cancelled(f"cancelled during {batch.first}")
+            raise Cancelled(f"cancelled during {where}")
         t1 = time.perf_counter()
-        out = task.aggregator.aggregate_pit_table(
+        out = aggregator.aggregate_pit_table(
             probe,
             specs,
             timestamp=plan.timestamp,
@@ -656,17 +698,31 @@ def _run_batch(task: BatchTask, batch: DayBatch, cancelled: Callable[[], bool]) 
             features[spec.name] = out[spec.name]
         timings[op.id] = time.perf_counter() - t1
     table = project_day(plan, spine, features)
-    del spine, probe, features
-    store_versions: dict[str, str] = {}
-    enriched_in = None
-    if plan.pool_requests:  # one enrich pass for the whole batch
-        assert task.enricher is not None
-        if cancelled():
-            raise Cancelled(f"cancelled during {batch.first}")
-        pooled = task.enricher.pool_table(table, plan.pool_requests)
-        table, store_versions = pooled.table, pooled.store_versions
-        timings["enrich"] = pooled.seconds
-        enriched_in = pooled.where
+    del probe, features
+    if not plan.pool_requests:
+        return ComputedRows(table, report, timings)
+    if enricher is None:
+        raise PipelineError("the service asks for embeddings but no enricher is configured")
+    if cancelled():
+        raise Cancelled(f"cancelled during {where}")
+    pooled = enricher.pool_table(table, plan.pool_requests)  # one enrich pass for all the rows
+    timings["enrich"] = pooled.seconds
+    return ComputedRows(pooled.table, report, timings, pooled.store_versions, pooled.where)
+
+
+def _run_batch(task: BatchTask, batch: DayBatch, cancelled: Callable[[], bool]) -> list[DayResult]:
+    plan = task.plan
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    spine = read_spine_days(plan, batch.first, batch.last)
+    timings["read_spine"] = time.perf_counter() - t0
+    rows = compute_rows(
+        plan, spine, task.aggregator, task.enricher, cancelled=cancelled, where=str(batch.first)
+    )
+    del spine
+    table, report, store_versions = rows.table, rows.report, rows.store_versions
+    timings.update(rows.timings)
+    enriched_in = rows.enriched_in
     stale = {
         name: version
         for name, version in store_versions.items()
@@ -712,11 +768,20 @@ def _publish_day(
     """Stage one day's rows and publish the day atomically with its manifest."""
     plan, sink = task.plan, task.sink
     t0 = time.perf_counter()
+    # one part a day, written from one contiguous table: the same bytes however the day was
+    # batched; its per-feature statistics (manifest "stats") are computed from that same
+    # table, so they are the same bits wherever and however the day was computed
+    table = table.combine_chunks()
+    stats = day_stats(
+        table,
+        plan.schema,
+        specs=[spec for _op, specs in plan.feature_ops for spec in specs],
+        embeddings=[r.name for r in plan.pool_requests],
+    )
+    timings = {**timings, "stats": time.perf_counter() - t0}
     staging = sink.begin_day(plan.pipeline.service, day)
     try:
-        # one part a day, written from one contiguous table: the same bytes however the day
-        # was batched
-        sink.write_staged(staging, "part-00000.parquet", table.combine_chunks())
+        sink.write_staged(staging, "part-00000.parquet", table)
         if cancelled():
             raise Cancelled(f"cancelled during {day}")
         manifest = {
@@ -730,6 +795,7 @@ def _publish_day(
             **shared,
             "inputs": task.inputs.for_day(day) if task.inputs else None,
             "timings": {k: round(v, 4) for k, v in timings.items()},
+            "stats": stats,
             "daedalus_version": daedalus.__version__,
             "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -739,4 +805,4 @@ def _publish_day(
         raise
     status = "written" if table.num_rows else "empty"
     seconds = time.perf_counter() - t0
-    return DayResult(day, status, table.num_rows, seconds, path, {"publish": seconds})
+    return DayResult(day, status, table.num_rows, seconds, path, {"publish": seconds}, stats)
