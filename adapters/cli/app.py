@@ -51,7 +51,7 @@ app.command(service_app)
 Catalog = Annotated[
     Path | None,
     Parameter(
-        help="Catalog directory (default: <workspace>/feature_views, else ./feature_views; env DAEDA_CATALOG)."
+        help="Catalog directory (default: WORKSPACE/feature_views, else ./feature_views; env DAEDA_CATALOG)."
     ),
 ]
 Workspace = Annotated[
@@ -366,7 +366,7 @@ def catalog_plan(
     workspace: Workspace = None,
     out: Annotated[
         Path | None,
-        Parameter(help="Output root of the trained days (default <workspace>/out)."),
+        Parameter(help="Output root of the trained days (default WORKSPACE/out)."),
     ] = None,
     catalog: Catalog = None,
     json: Json = False,
@@ -571,9 +571,7 @@ app.command(pipeline_app)
 
 Out = Annotated[
     Path | None,
-    Parameter(
-        help="Output root: days go to <out>/<service>/dt=YYYY-MM-DD/ (default <workspace>/out)."
-    ),
+    Parameter(help="Output root: days go to OUT/SERVICE/dt=YYYY-MM-DD/ (default WORKSPACE/out)."),
 ]
 Engine = Annotated[
     str | None,
@@ -764,27 +762,34 @@ def _train(
         return application.jobs.start_training(service, start, end, wait=True, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(
+    bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=False,
-    ) as bar:
-        task = bar.add_task(f"{service}", total=None)
+    )
+    task = bar.add_task(f"{service}", total=None)
 
-        def on_event(event: dict[str, Any]) -> None:
-            kind = event["event"]
-            if kind == "run_started":
-                bar.update(task, total=event["days"])
-            elif kind == "day_started":
-                bar.update(task, description=f"{service} {event['day']}")
-            elif kind in ("day_done", "day_skipped"):
-                bar.advance(task)
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "run_started":  # shown once the run has started: not before an arg error
+            bar.start()
+            started.append(True)
+            bar.update(task, total=event["days"])
+        elif kind == "day_started":
+            bar.update(task, description=f"{service} {event['day']}")
+        elif kind in ("day_done", "day_skipped"):
+            bar.advance(task)
 
+    started: list[bool] = []
+    try:
         return application.jobs.start_training(
             service, start, end, wait=True, on_event=on_event, **options
         )
+    finally:
+        if started:
+            bar.stop()
 
 
 def _print_dry_run(d: dict[str, Any]) -> None:
@@ -1148,7 +1153,7 @@ def _print_stats(d: dict[str, Any]) -> None:
 # -- jobs ------------------------------------------------------------------------------------------
 
 job_app = App(
-    name="job", help="Training jobs: history, status, cancel (recorded in <workspace>/.daedalus/)."
+    name="job", help="Training jobs: history, status, cancel (recorded in WORKSPACE/.daedalus/)."
 )
 app.command(job_app)
 

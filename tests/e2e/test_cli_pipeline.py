@@ -322,3 +322,45 @@ def test_debug_shows_a_traceback_for_errors(ws: Path, capsys: pytest.CaptureFixt
         == EXIT_CODES["not_found"]
     )
     assert "Traceback" in capsys.readouterr().err
+
+
+class TestSmallDefects:
+    def test_status_of_a_missing_workspace_is_an_input_error_and_creates_nothing(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        missing = tmp_path / "typo"
+        code = daeda(
+            "pipeline", "status", "feed_ranking", "--workspace", str(missing),
+            "--catalog", str(REPO / "feature_views"),
+        )  # fmt: skip
+        assert code == EXIT_CODES["invalid_input"]
+        assert f"workspace {missing} does not exist" in capsys.readouterr().err
+        assert not missing.exists()
+
+    def test_no_progress_bar_before_an_argument_error(
+        self, ws: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code = daeda(
+            "pipeline", "train", "feed_ranking", "--workspace", str(ws),
+            "--start", "2026-10-05", "--end", "2026-10-01",
+        )  # fmt: skip
+        assert code == EXIT_CODES["invalid_argument"]
+        captured = capsys.readouterr()
+        assert "━" not in captured.out + captured.err and captured.out.strip() == ""
+
+    def test_a_run_that_skips_every_day_counts_their_rows(
+        self, trained: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        common = ["--workspace", str(trained), "--start", DAY, "--end", DAY]
+        assert daeda("pipeline", "train", "feed_ranking", *common, "--json") == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["days_skipped"] == 1 and summary["rows"] > 0
+        assert daeda("job", "list", "--workspace", str(trained), "--json") == 0
+        job = json.loads(capsys.readouterr().out)["jobs"][0]
+        assert job["progress"]["rows"] == summary["rows"]
+
+    def test_help_texts_keep_their_placeholders(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit):
+            app(["pipeline", "train", "--help"])
+        out = capsys.readouterr().out
+        assert "WORKSPACE/feature_views" in out and "default: /feature_views" not in out

@@ -209,6 +209,12 @@ class PipelineCases:
         """The days written and whether each is current (and if not, why), the days the spine
         has that are not written, and whether each day's files match its manifest."""
         pipeline = self.pipeline(service)
+        if not self.workspace.is_dir():  # as train says: nothing can be checked
+            raise AppError(
+                "invalid_input",
+                f"workspace {self.workspace} does not exist",
+                {"field": "workspace"},
+            )
         with translate_errors():
             plan = Plan(pipeline, self.workspace)
             try:

@@ -511,8 +511,9 @@ def _run_days(
             todo.append(decision.day)
             continue
         manifest = sink.read_manifest(pipeline.service, decision.day) or {}
-        results.append(DayResult(decision.day, "skipped", int(manifest.get("rows", 0)), 0.0))
-        emit({"event": "day_skipped", "day": decision.day.isoformat()})
+        rows = int(manifest.get("rows", 0))
+        results.append(DayResult(decision.day, "skipped", rows, 0.0))
+        emit({"event": "day_skipped", "day": decision.day.isoformat(), "rows": rows})
     batches = plan_batches(todo, inputs.spine.rows_by_day, batch_rows)
     identities = {day: identity.for_day(day) for day in todo}
     task = BatchTask(plan, identities, aggregator, enricher, sink, runner.name, inputs)
