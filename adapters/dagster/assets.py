@@ -1,24 +1,31 @@
 """Dagster definitions: one daily-partitioned asset per feature service in the catalog.
 
-The assets hold no feature logic. Materialising partition D of asset `daedalus/<service>` calls
-`PipelineCases.train(service, D, D)` — the executor the CLI uses — through a `DaedalusResource`
-that builds the usual container, and reports the day's row count, status, manifest, output path
-and a preview as materialisation metadata. A new service in the YAML is a new asset, no code.
+The assets hold no feature logic and construct no adapter. Materialising partition D of asset
+`daedalus/<service>` is a training job of the workspace, like `daeda pipeline train --start D
+--end D`: `JobCases.start_training(service, D, D, wait=True)` of the `Application` the
+container builds (through `DaedalusResource`) records the job in the workspace's run store
+(`daeda job list` shows it), runs it in the op's thread, and the executor holds the output's
+OS lock `<out>/<service>/.lock` for the run. The day's row count, status, job id, manifest,
+output path and a preview become materialisation metadata. A new service in the YAML is a new
+asset, no code.
 
 Decisions:
 
-* Partition start: an explicit `partition_start` wins; else the first UTC day of the service's
-  spine, read from parquet footer statistics (no data pages) when the spine has at most
-  `MAX_SPINE_FOOTERS` files that all carry statistics; else the workspace marker's `start`
-  (`workspace.json` of a demo workspace); else `FALLBACK_START`. The partitions are open ended
-  (up to the last complete UTC day), so a daily schedule picks up new days without a reload.
+* Partition start: an explicit `partition_start` (DAEDA_PARTITION_START) wins and asks nothing;
+  else the first day with spine rows, from the application (`JobCases.first_day`); else the
+  workspace marker's `start` (`workspace.json` of a demo workspace); else `FALLBACK_START`. The
+  partitions are open ended (up to the last complete UTC day), so a daily schedule picks up
+  new days without a reload. Asking the application costs what `daeda pipeline status` costs
+  (input files its fingerprint cache does not know are read; the embedding stores are opened)
+  at each load of the code location: pin DAEDA_PARTITION_START to skip it.
 * An invalid catalog raises `DefinitionsError` listing every located error: the code location
   then fails to load, which is what Dagster users watch for (the UI marks the location as
   errored, `dagster definitions validate` exits 1). Loading an empty set of assets instead would
   hide a broken catalog behind a green check.
-* A use-case error during a run (AppError) becomes `dagster.Failure` with the message, the kind
-  and the details, without retries: AppErrors are deterministic (bad definitions, missing
-  inputs, conflicts). Anything else (a crash, an OS error) propagates and follows the retry policy.
+* A job that ends in error becomes `dagster.Failure` with the message, the kind, the details
+  and the job id. Application errors are deterministic (bad definitions, missing inputs, a
+  conflict with another writer: the message names the holder): no retries. A job that failed
+  with kind `internal` (a crash) may be retried under the run's retry policy.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset function's annotations
@@ -30,25 +37,22 @@ from pathlib import Path
 from typing import Any, Self
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 from daedalus.adapters.demo.generator import MARKER_NAME
 from pydantic import Field
 
+from daedalus.app.application import Application
 from daedalus.app.errors import AppError
-from daedalus.app.pipeline_cases import PipelineCases, parse_day
+from daedalus.app.jobs import JobCases
+from daedalus.app.pipeline_cases import parse_day
 from daedalus.app.settings import Settings
 from daedalus.catalog.model import FeatureServiceDef
 from daedalus.catalog.registry import FeatureCatalog
 from daedalus.container import build_container
-from daedalus.pit.errors import PitError
-from daedalus.pit.sources import expand_paths
-from daedalus.pit.spec import SourceSpec
+from daedalus.pipeline import DEFAULT_BATCH_ROWS
 
 __all__ = [
     "FALLBACK_START",
     "KEY_PREFIX",
-    "MAX_SPINE_FOOTERS",
     "PREVIEW_ROWS",
     "RESOURCE_KEY",
     "DaedalusResource",
@@ -63,8 +67,6 @@ KEY_PREFIX = "daedalus"
 GROUP = "daedalus"
 RESOURCE_KEY = "daedalus"
 FALLBACK_START = dt.date(2026, 1, 1)
-#: Above this many spine files, reading every footer at each code-location load is not "cheap".
-MAX_SPINE_FOOTERS = 200
 PREVIEW_ROWS = 5
 
 
@@ -73,13 +75,15 @@ class DefinitionsError(Exception):
 
 
 class DaedalusResource(dg.ConfigurableResource):
-    """Where Daedalus works; `pipeline_cases()` builds the container the CLI builds."""
+    """Where Daedalus works; `application()` is what the container the CLI builds provides."""
 
     workspace: str
     catalog_dir: str
     out_dir: str
     engine: str = "duckdb"
     ray_address: str | None = None
+    ray_days_in_flight: int | None = None
+    batch_rows: int = DEFAULT_BATCH_ROWS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -89,6 +93,8 @@ class DaedalusResource(dg.ConfigurableResource):
             out_dir=str(settings.out_dir),
             engine=settings.engine,
             ray_address=settings.ray_address,
+            ray_days_in_flight=settings.ray_days_in_flight,
+            batch_rows=settings.batch_rows,
         )
 
     def to_settings(self) -> Settings:
@@ -98,11 +104,13 @@ class DaedalusResource(dg.ConfigurableResource):
             out_dir=self.out_dir,
             engine=self.engine,
             ray_address=self.ray_address,
+            ray_days_in_flight=self.ray_days_in_flight,
+            batch_rows=self.batch_rows,
         )
 
-    def pipeline_cases(self) -> PipelineCases:
-        """The training use cases, wired from a fresh container (adapters load lazily)."""
-        return build_container(self.to_settings()).pipeline_cases()
+    def application(self) -> Application:
+        """The use cases, wired by a fresh container (adapters load lazily)."""
+        return build_container(self.to_settings()).application()
 
 
 class TrainDayConfig(dg.Config):
@@ -119,57 +127,6 @@ class TrainDayConfig(dg.Config):
 # -- partition start ----------------------------------------------------------------------------
 
 
-def _utc_day(value: Any) -> dt.date | None:
-    """The UTC day of a statistics minimum, or None for a type we can't place in time."""
-    if isinstance(value, dt.datetime):
-        # A naive spine timestamp is taken as UTC here; the run itself enforces the YAML's rule.
-        return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
-    if isinstance(value, dt.date):
-        return value
-    return None
-
-
-def spine_first_day(workspace: Path, service: FeatureServiceDef) -> dt.date | None:
-    """The first UTC day of the service's spine from parquet footers, or None if not cheap/known."""
-    spine = service.spine
-    source = SourceSpec(
-        name=f"spine of {service.name}",
-        timestamp=spine.timestamp,
-        schema=pa.schema([]),
-        paths=(str(workspace / spine.path),),
-    )
-    try:
-        files = expand_paths(source)  # the same expansion the executor uses
-    except PitError:
-        return None  # no spine yet: fall back; a run will name what is missing
-    if len(files) > MAX_SPINE_FOOTERS:
-        return None
-    first: dt.date | None = None
-    for path in files:
-        try:
-            metadata = pq.read_metadata(path)
-        except (OSError, ValueError):
-            return None
-        for i in range(metadata.num_row_groups):
-            group = metadata.row_group(i)
-            if group.num_rows == 0:
-                continue
-            column = next(
-                (
-                    group.column(j)
-                    for j in range(group.num_columns)
-                    if group.column(j).path_in_schema == spine.timestamp
-                ),
-                None,
-            )
-            stats = column.statistics if column is not None else None
-            day = _utc_day(stats.min) if stats is not None and stats.has_min_max else None
-            if day is None:
-                return None  # one row group without usable statistics: the minimum is unknown
-            first = day if first is None else min(first, day)
-    return first
-
-
 def _marker_start(workspace: Path) -> dt.date | None:
     try:
         marker = json.loads((workspace / MARKER_NAME).read_text(encoding="utf-8"))
@@ -179,7 +136,7 @@ def _marker_start(workspace: Path) -> dt.date | None:
 
 
 def partition_start_for(
-    workspace: Path, service: FeatureServiceDef, explicit: str | None = None
+    jobs: JobCases, workspace: Path, service: str, explicit: str | None = None
 ) -> tuple[dt.date, str]:
     """The first partition of a service and where it came from (shown on the asset)."""
     if explicit:
@@ -187,13 +144,17 @@ def partition_start_for(
             return parse_day(explicit, "partition_start"), "configured"
         except AppError as exc:
             raise DefinitionsError(exc.message) from exc
-    day = spine_first_day(workspace, service)
-    if day is not None:
-        return day, "spine statistics"
+    unknown = ""
+    try:
+        first = jobs.first_day(service)
+    except AppError as exc:  # e.g. an output that cannot be listed: shown, and a run says it too
+        first, unknown = None, f"; the spine's first day is unknown: {exc.message}"
+    if first is not None:
+        return parse_day(first), "the spine"
     day = _marker_start(workspace)
     if day is not None:
-        return day, MARKER_NAME
-    return FALLBACK_START, "default"
+        return day, MARKER_NAME + unknown
+    return FALLBACK_START, "default" + unknown
 
 
 # -- materialisation ----------------------------------------------------------------------------
@@ -225,12 +186,20 @@ def markdown_table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> st
     return "\n".join(lines)
 
 
-def _failure(service: str, day: str, exc: AppError) -> dg.Failure:
-    metadata: dict[str, Any] = {"kind": exc.kind}
-    if exc.data is not None:
-        metadata["details"] = dg.MetadataValue.json(exc.data)
+def _failure(
+    service: str, day: str, error: dict[str, Any], job_id: str | None = None
+) -> dg.Failure:
+    """A job's error (`AppError.to_dict()`, as the run store keeps it) as a Dagster failure."""
+    kind = str(error.get("kind", "internal"))
+    metadata: dict[str, Any] = {"kind": kind}
+    if job_id is not None:
+        metadata["job_id"] = dg.MetadataValue.text(job_id)
+    if error.get("data") is not None:
+        metadata["details"] = dg.MetadataValue.json(error["data"])
     return dg.Failure(
-        description=f"{service} {day}: {exc.message}", metadata=metadata, allow_retries=False
+        description=f"{service} {day}: {error.get('message', 'the job did not finish')}",
+        metadata=metadata,
+        allow_retries=kind == "internal",
     )
 
 
@@ -240,27 +209,35 @@ def train_partition(
     config: TrainDayConfig,
     daedalus: DaedalusResource,
 ) -> dg.MaterializeResult:
-    """Train one day of `service` (the partition) and describe it."""
+    """Train one day of `service` (the partition) as a job of the workspace, and describe it."""
     day = context.partition_key
-    cases = daedalus.pipeline_cases()
+    app = daedalus.application()
 
     def log_event(event: dict[str, Any]) -> None:
         context.log.info(json.dumps(event, default=str))
 
     try:
-        summary = cases.train(
+        # Refused before any job exists: a bad engine, another job training the service.
+        job = app.jobs.start_training(
             service,
             day,
             day,
             engine=config.engine,
             force=config.force,
+            wait=True,
             on_event=log_event,
-            holder={"dagster_run": context.run_id, "partition": day},
         )
-        manifest = cases.manifest(service, day)
-        preview = cases.preview(service, day, PREVIEW_ROWS)
     except AppError as exc:
-        raise _failure(service, day, exc) from exc
+        raise _failure(service, day, exc.to_dict()) from exc
+    context.log.info(f"daeda job {job['id']}: {job['state']}")
+    if job["state"] != "succeeded":
+        raise _failure(service, day, job.get("error") or {}, job["id"])
+    summary = job["result"]
+    try:
+        manifest = app.day_manifest(service, day)
+        preview = app.day_preview(service, day, PREVIEW_ROWS)
+    except AppError as exc:
+        raise _failure(service, day, exc.to_dict(), job["id"]) from exc
     (result,) = summary["days"]
     # A skipped day reports no path; it is where the sink keeps the day (hive layout `dt=D`).
     path = result["path"] or str(Path(summary["out_dir"]) / f"dt={day}")
@@ -268,6 +245,7 @@ def train_partition(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(int(result["rows"])),
             "status": dg.MetadataValue.text(result["status"]),
+            "job_id": dg.MetadataValue.text(job["id"]),
             "days_written": dg.MetadataValue.int(summary["days_written"]),
             "days_skipped": dg.MetadataValue.int(summary["days_skipped"]),
             # The engine that wrote the data: a skipped day may have been written by the other.
@@ -348,16 +326,18 @@ def build_definitions(settings: Settings, *, partition_start: str | None = None)
 
     Raises DefinitionsError naming every catalog error when the catalog does not load.
     """
-    catalog_cases = build_container(settings).catalog_cases()
+    container = build_container(settings)
     try:
-        catalog = catalog_cases.catalog()
+        catalog = container.catalog_cases().catalog()
     except AppError as exc:
         # The message lists every located error; the chained AppError/CatalogErrors would only
         # repeat it in the code location's error report.
         raise DefinitionsError(_catalog_message(exc)) from None
     assets = []
     for service in sorted(catalog.services.values(), key=lambda s: s.name):
-        start, source = partition_start_for(settings.workspace, service, partition_start)
+        start, source = partition_start_for(
+            container.job_cases(), settings.workspace, service.name, partition_start
+        )
         assets.append(service_asset(catalog, service, start, source))
     return dg.Definitions(
         assets=assets, resources={RESOURCE_KEY: DaedalusResource.from_settings(settings)}

@@ -515,8 +515,16 @@ class ParquetSink(SinkPort):
                     code="conflict",
                     data={"day": day.isoformat(), "path": str(ddir)},
                 )
-            dataset = ds.dataset([str(p) for p in parts], format="parquet")
-            return dataset.head(limit) if limit is not None else dataset.to_table()
+            if limit is not None:  # the first rows: read no more batches than they need
+                batches: list[pa.RecordBatch] = []
+                schema = pq.read_schema(parts[0])
+                for part in parts:
+                    for batch in pq.ParquetFile(part).iter_batches(batch_size=max(limit, 1)):
+                        batches.append(batch.slice(0, limit - sum(len(b) for b in batches)))
+                        if sum(len(b) for b in batches) >= limit:
+                            return pa.Table.from_batches(batches, schema=schema)
+                return pa.Table.from_batches(batches, schema=schema)
+            return ds.dataset([str(p) for p in parts], format="parquet").to_table()
 
     def verify_day(
         self, service: str, day: dt.date, *, thorough: bool = True

@@ -2,6 +2,9 @@
 
 DAEDA_WORKSPACE, DAEDA_CATALOG, DAEDA_OUT and DAEDA_ENGINE are read by `Settings.from_env`;
 DAEDA_PARTITION_START (YYYY-MM-DD) optionally pins the first daily partition of every service.
+Without it, each service's first partition is the first day of its spine, which the application
+finds as `daeda pipeline status` does (input files not yet fingerprinted are read, embedding
+stores opened) at every load of the code location: pin it to make loading cheap.
 """
 
 import os

@@ -113,6 +113,13 @@ class JobCases:
             thread.start()
         return self.status(job["id"])
 
+    def first_day(self, service: str) -> str | None:
+        """The first day (YYYY-MM-DD) a training job of `service` has work for: the earliest
+        day with spine rows (`PipelineCases.spine_days`: the spine's files alone, no store
+        opened). None when the spine has no rows. Where a schedule of daily jobs starts
+        (Dagster's first partition). Raises AppError for an unknown service or missing inputs."""
+        return min(self.pipeline.spine_days(service), default=None)
+
     def _run(
         self,
         job_id: str,

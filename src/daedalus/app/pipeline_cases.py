@@ -25,6 +25,7 @@ from daedalus.pipeline.executor import (
     current_identity,
     fingerprint_cache,
     run_pipeline,
+    spine_days,
     store_versions,
 )
 from daedalus.pipeline.executor import dry_run as run_dry
@@ -380,6 +381,21 @@ class PipelineCases:
         report = dataset_report(service, manifests)
         return jsonable({**report, "out_dir": self.sink.location(service)})
 
+    def spine_days(self, service: str) -> list[str]:
+        """The days (YYYY-MM-DD) the service's spine has rows for, read from the spine's files
+        alone: cheap enough for a scheduler to ask at start-up (no source read, no store
+        opened, Ray not imported)."""
+        pipeline = self.pipeline(service)
+        if not self.workspace.is_dir():
+            raise AppError(
+                "invalid_input",
+                f"workspace {self.workspace} does not exist",
+                {"field": "workspace"},
+            )
+        with translate_errors():
+            plan = Plan(pipeline, self.workspace)
+            return [d.isoformat() for d in spine_days(plan, fingerprint_cache(plan))]
+
     def dry_run(
         self,
         service: str,
@@ -437,7 +453,8 @@ class PipelineCases:
     def manifest(self, service: str, day: str | dt.date) -> dict[str, Any]:
         """The manifest of a written day."""
         d = parse_day(day)
-        self.pipeline(service)  # the service must exist
+        with translate_errors():
+            self.catalog_cases.catalog().service(service)  # the service must exist
         manifest = self.sink.read_manifest(service, d)
         if manifest is None:
             raise AppError(

@@ -67,6 +67,7 @@ __all__ = [
     "read_spine_day",
     "read_spine_days",
     "run_pipeline",
+    "spine_days",
     "store_versions",
 ]
 
@@ -264,11 +265,25 @@ class RunIdentity:
 
     def spine_days(self) -> list[dt.date]:
         """The days that have spine rows, in order."""
-        spine = self.fingerprints["spine"]
-        found: set[int] = set()
-        for f in spine.files:
-            found.update(int(h) // 24 for h in f.hours)
-        return [EPOCH + dt.timedelta(days=d) for d in sorted(found)]
+        return _days_of(self.fingerprints["spine"])
+
+
+def _days_of(fingerprint: SourceFingerprint) -> list[dt.date]:
+    found: set[int] = set()
+    for f in fingerprint.files:
+        found.update(int(h) // 24 for h in f.hours)
+    return [EPOCH + dt.timedelta(days=d) for d in sorted(found)]
+
+
+def spine_days(plan: Plan, cache: FingerprintCache | None = None) -> list[dt.date]:
+    """The days the plan's spine has rows for, from the spine's files alone (no source is
+    read, no embedding store opened). Raises PitError when the spine has no files."""
+    spine = plan.spine_source
+    files = expand_paths(spine)
+    fingerprint = source_fingerprints(
+        files, spine.timestamp, cache=cache, root=plan.workspace, columns=spine.schema.names
+    )
+    return _days_of(fingerprint)
 
 
 def store_versions(plan: Plan, enricher: EnricherPort | None) -> dict[str, str]:
