@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,21 +28,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daedalus.app.application import USE_CASES, Application
+from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.jobs import FINISHED
 from daedalus.app.settings import Settings
 from daedalus.container import build_container
 
 REPO = Path(__file__).resolve().parents[2]
+DAEDA = Path(sys.executable).with_name("daeda")
 TOKEN = "secret"
 SERVICE = "feed_ranking"
 FIRST, SECOND = "2026-10-02", "2026-10-03"
 
 
 class Server:
-    """A running server: its URL, workspace and the Application behind it."""
+    """A running server: its URL, workspace, the Application behind it and its catalog cases."""
 
-    def __init__(self, url: str, workspace: Path, application: Application) -> None:
+    def __init__(
+        self, url: str, workspace: Path, application: Application, catalog: CatalogCases
+    ) -> None:
         self.url, self.workspace, self.application = url, workspace, application
+        self.catalog = catalog
 
 
 def _free_port() -> int:
@@ -46,20 +56,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    ws = tmp_path_factory.mktemp("rpc")
-    write_demo_workspace(ws, scale="tiny")
-    shutil.copytree(REPO / "feature_views", ws / "feature_views")
-    settings_ = Settings.from_env(
-        workspace=ws, catalog_dir=ws / "feature_views", out_dir=ws / "out", engine="polars"
-    )
-    application = build_container(settings_).application()
+@contextlib.contextmanager
+def running(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """`app` served by a real uvicorn on a free loopback port (in a thread); yields its URL."""
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(application, token=TOKEN), host="127.0.0.1", port=port, log_level="warning"
-    )
-    uv = uvicorn.Server(config)
+    uv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, name="rpc-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -72,9 +73,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             pass
         assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield Server(url, ws, application)
-    uv.should_exit = True
-    thread.join(15)
+    try:
+        yield url
+    finally:
+        uv.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    ws = tmp_path_factory.mktemp("rpc")
+    write_demo_workspace(ws, scale="tiny")
+    shutil.copytree(REPO / "feature_views", ws / "feature_views")
+    settings_ = Settings.from_env(
+        workspace=ws, catalog_dir=ws / "feature_views", out_dir=ws / "out", engine="polars"
+    )
+    container = build_container(settings_)
+    application = container.application()
+    with running(create_app(application, token=TOKEN)) as url:
+        yield Server(url, ws, application, container.catalog_cases())
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +405,7 @@ def test_without_a_configured_token_writes_are_always_refused(server: Server) ->
 
     async def go() -> list[dict[str, Any]]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rpc") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             answers = []
             for token in (None, "", "secret"):
                 headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -532,3 +549,402 @@ def test_serve_refuses_a_public_address_without_a_token(server: Server, host: st
     for token in (None, ""):
         with pytest.raises(ValueError, match="DAEDA_API_TOKEN"):
             serve(server.application, host=host, port=1, token=token)
+
+
+# -- files: every catalog file is resolved before it is read ----------------------------------
+
+
+SECRET = "TOP-SECRET-CONTENT-" * 3
+
+
+@pytest.fixture
+def outside_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file outside the workspace (its own temporary directory), holding a marker."""
+    path = tmp_path_factory.mktemp("outside") / "secret.txt"
+    path.write_text(f"{SECRET}\nkind: feature_view\n# {SECRET}\n")
+    return path
+
+
+def _assert_no_leak(answer: dict[str, Any]) -> None:
+    text = json.dumps(answer)
+    assert "TOP-SECRET" not in text and "root:x" not in text, text
+
+
+@pytest.mark.parametrize("target", ["outside", "/etc/passwd"])
+def test_a_catalog_file_linked_outside_the_workspace_is_refused_unread(
+    client: httpx.Client, server: Server, outside_file: Path, target: str
+) -> None:
+    link = server.workspace / "feature_views" / "zz_link.yaml"
+    link.symlink_to(outside_file if target == "outside" else Path(target))
+    try:
+        for method, params in (
+            ("catalog.validate", None),
+            ("catalog.validate", {"directory": "feature_views"}),
+            ("catalog.list", None),
+            ("service.schema", {"service": SERVICE}),
+            ("pipeline.compile", {"service": SERVICE}),
+        ):
+            answer = call(client, method, params)
+            _assert_no_leak(answer)
+            err = answer["error"]
+            assert err["code"] == -32001 and err["data"]["kind"] == "forbidden", err
+            assert "zz_link.yaml" in err["message"] and "outside the workspace" in err["message"]
+            assert err["data"]["file"].endswith("zz_link.yaml")
+    finally:
+        link.unlink()
+    assert result(client, "catalog.validate")["ok"] is True  # the refusal is not cached
+
+
+def test_a_linked_directory_of_catalog_files_is_refused_too(
+    client: httpx.Client, server: Server, outside_file: Path
+) -> None:
+    # A directory inside the workspace whose entry links out, and a directory linking out.
+    inner = server.workspace / "cat_linked"
+    inner.mkdir()
+    (inner / "a.yaml").symlink_to(outside_file)
+    (server.workspace / "cat_out").symlink_to(outside_file.parent, target_is_directory=True)
+    for directory in ("cat_linked", "cat_out"):
+        answer = call(client, "catalog.validate", {"directory": directory})
+        _assert_no_leak(answer)
+        assert answer["error"]["code"] == -32001, answer
+
+
+def test_links_that_stay_inside_the_workspace_are_read(
+    client: httpx.Client, server: Server
+) -> None:
+    linked = server.workspace / "cat_inside"
+    linked.mkdir(exist_ok=True)
+    for path in (server.workspace / "feature_views").glob("*.yaml"):
+        (linked / path.name).symlink_to(Path("..") / "feature_views" / path.name)
+    answer = result(client, "catalog.validate", {"directory": "cat_inside"})
+    assert answer["ok"] is True and answer["services"] >= 1
+
+
+def test_a_long_path_is_quoted_clipped(client: httpx.Client) -> None:
+    err = error(client, "catalog.validate", {"directory": "/" + "x" * 5000})
+    assert err["code"] == -32001 and len(err["message"]) < 400, err["message"]
+    err = error(client, "x" * 5000)
+    assert err["code"] == -32601 and len(json.dumps(err)) < 1000
+
+
+# -- Host and Origin: no DNS rebinding --------------------------------------------------------
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_an_unknown_host_is_421_and_a_foreign_origin_403(server: Server) -> None:
+    port = _port(server.url)
+    body = json.dumps({"jsonrpc": "2.0", "method": "catalog.list", "id": 1}).encode()
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", ""):
+            answer = c.post(
+                "/rpc",
+                content=body,
+                headers={
+                    "Host": host,
+                    "Origin": "http://evil.example",
+                    "Content-Type": "text/plain",
+                },
+            )
+            assert answer.status_code == 421, (host, answer.text)
+            assert answer.json()["error"]["data"]["kind"] == "misdirected"
+            assert "services" not in answer.text
+            assert c.get("/health", headers={"Host": host}).status_code == 421
+        # A loopback name, but not the port this server listens on.
+        assert c.get("/health", headers={"Host": f"127.0.0.1:{port + 1}"}).status_code == 421
+        for origin in ("http://evil.example", f"http://evil.example:{port}", "null", "file://"):
+            answer = c.post(
+                "/rpc",
+                content=body,
+                headers={"Origin": origin, "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 403, (origin, answer.text)
+            assert answer.json()["error"]["data"]["kind"] == "forbidden_origin"
+            assert c.get("/health", headers={"Origin": origin}).status_code == 403
+
+
+def test_loopback_hosts_and_origins_are_served(server: Server) -> None:
+    port = _port(server.url)
+    body = {"jsonrpc": "2.0", "method": "catalog.list", "id": 1}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            f"[::1]:{port}",
+            f"LOCALHOST:{port}",
+        ):
+            for origin in (
+                None,
+                f"http://{host}",
+                "http://localhost:5173",
+                "https://127.0.0.1",
+                "http://[::1]:3000",
+            ):
+                headers = {"Host": host} | ({"Origin": origin} if origin else {})
+                answer = c.post("/rpc", json=body, headers=headers)
+                assert answer.status_code == 200, (host, origin, answer.text)
+                assert "services" in answer.json()["result"]
+
+
+def test_added_hosts_are_served(server: Server) -> None:
+    app = create_app(server.application, token=None, allowed_hosts=("api.internal", "Other.Lan"))
+    with running(app) as url:
+        port = _port(url)
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for host, origin in (
+                (f"api.internal:{port}", f"https://api.internal:{port}"),
+                (f"other.lan:{port}", "http://other.lan"),
+                (f"localhost:{port}", "http://api.internal:8080"),
+            ):
+                answer = c.get("/health", headers={"Host": host, "Origin": origin})
+                assert answer.status_code == 200, (host, origin, answer.text)
+            assert c.get("/health", headers={"Host": f"evil.example:{port}"}).status_code == 421
+
+
+# -- ids: spec-exact, never executed when they do not fit -------------------------------------
+
+
+@pytest.mark.parametrize("raw_id", ["1e400", "-1e400", "1e-400", "1" * 30, "-" + "9" * 5000])
+def test_an_id_that_does_not_fit_is_an_invalid_request_and_never_runs(
+    client: httpx.Client, raw_id: str
+) -> None:
+    before = result(client, "job.list", {"limit": 1000})["jobs"]
+    params = json.dumps({**TRAIN, "force": True})
+    single = (
+        f'{{"jsonrpc":"2.0","method":"pipeline.train","params":{params},"id":{raw_id}}}'
+    ).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    answer = client.post("/rpc", content=single, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["id"] is None and answer.json()["error"]["code"] == -32600
+    assert "id" in answer.json()["error"]["data"]["reason"]
+    assert raw_id[:50] not in answer.text
+    # In a batch, only that member is refused; the others are answered with their own ids.
+    batch = f'[{single.decode()},{{"jsonrpc":"2.0","method":"job.list","id":7}}]'.encode()
+    answer = client.post("/rpc", content=batch, headers=headers)
+    assert answer.status_code == 200, answer.text
+    answers = answer.json()
+    assert isinstance(answers, list) and len(answers) == 2, answers
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[None]["error"]["code"] == -32600 and "jobs" in by_id[7]["result"]
+    assert result(client, "job.list", {"limit": 1000})["jobs"] == before
+
+
+@pytest.mark.parametrize(
+    ("raw_id", "echoed"),
+    [
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775808", -(2**63)),
+        ("1.5", 1.5),
+        ("1e300", 1e300),
+        ("0.0", 0.0),
+        ('"1e400"', "1e400"),
+        ("null", None),
+    ],
+)
+def test_ids_that_fit_are_echoed(client: httpx.Client, raw_id: str, echoed: Any) -> None:
+    body = f'{{"jsonrpc":"2.0","method":"job.list","params":{{"limit":1}},"id":{raw_id}}}'
+    answer = post_raw(client, body.encode())
+    assert answer.status_code == 200 and answer.json()["id"] == echoed, answer.text
+    assert "jobs" in answer.json()["result"]
+
+
+def test_a_param_number_that_does_not_fit_is_an_invalid_param(client: httpx.Client) -> None:
+    for raw in ("1e400", "-1e400", "9" * 5000):
+        body = f'{{"jsonrpc":"2.0","method":"job.list","params":{{"limit":{raw}}},"id":3}}'
+        answer = post_raw(client, body.encode()).json()
+        assert answer["id"] == 3 and answer["error"]["code"] == -32602, answer
+        assert answer["error"]["data"]["field"] == "limit"
+
+
+# -- timeouts ---------------------------------------------------------------------------------
+
+
+def test_a_stalled_body_times_out(server: Server) -> None:
+    app = create_app(server.application, token=None, read_timeout=0.5)
+    with running(app) as url:
+        port = _port(url)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /rpc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                '{"jsonrpc": "2.0",'.encode()
+            )
+            started = time.monotonic()
+            # Meanwhile the server answers others.
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes the connection after answering
+                received += chunk
+            assert time.monotonic() - started < 5
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), received
+        assert json.loads(body)["error"]["data"]["kind"] == "timeout"
+
+
+# -- ports ------------------------------------------------------------------------------------
+
+
+def _daeda(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DAEDA), *args], capture_output=True, text=True, timeout=60, check=False, **kw
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_serve_api_refuses_a_port_out_of_range(server: Server, port: str) -> None:
+    proc = _daeda("serve-api", "--workspace", str(server.workspace), "--port", port)
+    assert proc.returncode == 5, proc.stderr
+    assert port in proc.stderr and "1-65535" in proc.stderr, proc.stderr
+
+
+def test_serve_api_reports_a_port_in_use(server: Server) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = _daeda("serve-api", "--workspace", str(server.workspace), "--port", str(port))
+    assert proc.returncode == 7, proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr and "in use" in proc.stderr, proc.stderr
+
+
+def test_serve_api_on_port_0_prints_its_port_and_takes_added_hosts(server: Server) -> None:
+    env = {**os.environ, "DAEDA_ALLOW_HOSTS": "from-env.internal, second.internal"}
+    env.pop("DAEDA_API_TOKEN", None)
+    proc = subprocess.Popen(
+        [
+            str(DAEDA),
+            "serve-api",
+            "--workspace",
+            str(server.workspace),
+            "--port",
+            "0",
+            "--allow-host",
+            "api.internal",
+            "--allow-host",
+            "api2.internal",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 60
+        while "listening on" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "the server exited"
+            assert time.monotonic() < deadline
+        url = line.split("listening on ", 1)[1].split()[0].rstrip("/")
+        port = _port(url)
+        assert url == f"http://127.0.0.1:{port}" and port > 0
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for name in ("api.internal", "api2.internal", "from-env.internal", "second.internal"):
+                answer = c.get("/health", headers={"Host": f"{name}:{port}"})
+                assert answer.status_code == 200, (name, answer.text)
+            assert c.get("/health", headers={"Host": f"evil.example:{port}"}).status_code == 421
+            assert (
+                "services"
+                in c.post(
+                    "/rpc", json={"jsonrpc": "2.0", "method": "catalog.list", "id": 1}
+                ).json()["result"]
+            )
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+# -- the catalog is parsed once while it does not change -------------------------------------
+
+
+def _quiet() -> None:
+    """Let an edit age past the cache's racy-timestamp margin (so the next parse is kept)."""
+    time.sleep(0.2)
+
+
+def test_an_unchanged_catalog_is_parsed_once(client: httpx.Client, server: Server) -> None:
+    result(client, "catalog.list")
+    before = server.catalog.parses
+    for _ in range(5):
+        result(client, "service.schema", {"service": SERVICE})
+        result(client, "catalog.list")
+        result(client, "pipeline.compile", {"service": SERVICE})
+        result(client, "catalog.validate")
+    assert server.catalog.parses == before
+
+
+def test_concurrent_requests_after_an_edit_parse_it_once(
+    client: httpx.Client, server: Server
+) -> None:
+    path = server.workspace / "feature_views" / "profiles.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(original + "# an edit\n")
+        _quiet()
+        before = server.catalog.parses
+
+        async def go() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+                body = {"jsonrpc": "2.0", "method": "catalog.list", "id": 1}
+                return await asyncio.gather(*(c.post("/rpc", json=body) for _ in range(50)))
+
+        answers = asyncio.run(go())
+        assert all("services" in a.json()["result"] for a in answers)
+        assert server.catalog.parses == before + 1
+    finally:
+        path.write_text(original)
+
+
+def test_a_catalog_edited_while_serving_is_read_on_the_next_request(
+    client: httpx.Client, server: Server
+) -> None:
+    catalog = server.workspace / "feature_views"
+    path = catalog / "artwork_popularity.yaml"
+    original = path.read_text()
+    added = catalog / "zz_added.yaml"
+    try:
+        result(client, "catalog.list")
+        parses = server.catalog.parses
+        # Same size, same second: only the content (and the mtime's nanoseconds) differ.
+        path.write_text(original.replace("Rolling popularity", "Rolling_popularity"))
+        described = result(client, "catalog.describe", {"name": "artwork_popularity"})
+        assert described["definition"]["description"].startswith("Rolling_popularity")
+        assert server.catalog.parses > parses
+        _quiet()
+        result(client, "catalog.list")
+        parses = server.catalog.parses
+        result(client, "catalog.list")
+        assert server.catalog.parses == parses
+        # An added file is read; a broken one is reported, then its removal is seen.
+        added.write_text(original.replace("name: artwork_popularity", "name: artwork_copy"))
+        names = [v["name"] for v in result(client, "catalog.list")["views"]]
+        assert "artwork_copy" in names
+        added.write_text("kind: [\n")
+        err = error(client, "catalog.list")
+        assert err["code"] == -32003 and err["data"]["errors"][0]["file"].endswith("zz_added.yaml")
+        added.unlink()
+        names = [v["name"] for v in result(client, "catalog.list")["views"]]
+        assert "artwork_copy" not in names and "artwork_popularity" in names
+    finally:
+        added.unlink(missing_ok=True)
+        path.write_text(original)
+    assert result(client, "catalog.validate")["ok"] is True
+
+
+def test_the_previewed_timestamps_are_iso_8601(
+    client: httpx.Client, trained: dict[str, Any]
+) -> None:
+    columns = result(client, "service.schema", {"service": SERVICE})["columns"]
+    stamps = [c["name"] for c in columns if c["type"].startswith("TIMESTAMP")]
+    assert stamps
+    rows = result(client, "days.preview", {"service": SERVICE, "day": FIRST, "limit": 20})["rows"]
+    values = [row[name] for row in rows for name in stamps if row[name] is not None]
+    assert values and {name for name in stamps if rows[0][name] is not None}
+    for value in values:
+        assert isinstance(value, str) and re.fullmatch(
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", value
+        ), value
