@@ -126,6 +126,12 @@ class DuckDBKernel(WindowKernel):
                 columns = _chunk(con, events, chunk, by_time)
                 positions.append(rows)
                 parts.append(pa.table({r.output: columns[r.output] for r in requests}))
+        except (duckdb.InterruptException, RuntimeError) as exc:
+            # DuckDB turns Ctrl-C (SIGINT) into its own "interrupted" error: give the caller
+            # the KeyboardInterrupt it would have had, so a run stops as cancelled.
+            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt(str(exc)) from exc
+            raise
         finally:
             _close_in_background(con)
         if chunks == 1:

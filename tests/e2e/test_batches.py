@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from daedalus.adapters.cli.app import app
+
+from tests.e2e.conftest import copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 DAEDA = str(Path(sys.executable).with_name("daeda"))
@@ -25,23 +26,8 @@ def daeda(*tokens: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("batches") / "demo"
-    assert daeda("demo", "init", str(root), "--scale", "tiny") == 0
-    shutil.copytree(REPO / "feature_views", root / "feature_views")
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "DAEDA_CATALOG",
-        "DAEDA_WORKSPACE",
-        "DAEDA_OUT",
-        "DAEDA_ENGINE",
-        "DAEDA_BATCH_ROWS",
-    ):
-        monkeypatch.delenv(var, raising=False)
+def ws(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_workspace(tiny_demo, tmp_path_factory.mktemp("batches") / "demo")
 
 
 def train_args(ws: Path, out: Path, *extra: str) -> list[str]:

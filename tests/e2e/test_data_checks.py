@@ -38,12 +38,6 @@ def daeda(*tokens: str) -> int:
     return app(list(tokens), result_action="return_value")
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAEDA_CATALOG", "DAEDA_WORKSPACE", "DAEDA_OUT", "DAEDA_ENGINE"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def _events(day: int, *, dwell_as_text: bool = False, naive: bool = False) -> pa.Table:
     tz = None if naive else "UTC"
     times = [dt.datetime(2026, 10, day, h, tzinfo=None if naive else UTC) for h in (1, 2, 3, 4)]

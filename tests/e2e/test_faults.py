@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from daedalus.adapters.cli.app import EXIT_CODES, app
+from daedalus.adapters.demo.generator import write_demo_workspace
+
+from tests.e2e.conftest import copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 DAEDA = [str(Path(sys.executable).with_name("daeda"))]
@@ -24,25 +27,9 @@ def daeda(*tokens: str) -> int:
     return app(list(tokens), result_action="return_value")
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("faults") / "demo"
-    assert daeda("demo", "init", str(root), "--scale", "tiny") == 0
-    shutil.copytree(REPO / "feature_views", root / "feature_views")
-    return root
-
-
 @pytest.fixture
-def ws(base: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "demo"
-    shutil.copytree(base, root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAEDA_CATALOG", "DAEDA_WORKSPACE", "DAEDA_OUT", "DAEDA_ENGINE"):
-        monkeypatch.delenv(var, raising=False)
+def ws(tiny_demo: Path, tmp_path: Path) -> Path:
+    return copy_workspace(tiny_demo, tmp_path / "demo")
 
 
 def train_args(ws: Path, *extra: str, start: str = START, end: str = END) -> list[str]:
@@ -84,7 +71,7 @@ class TestStorageFaults:
     def test_an_unusable_job_database_is_a_storage_error_naming_it(
         self, ws: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        (ws / ".daedalus").mkdir()
+        (ws / ".daedalus").mkdir(exist_ok=True)
         (ws / ".daedalus" / "runs.sqlite").write_bytes(b"this is not a database" * 100)
         capsys.readouterr()
         assert daeda(*train_args(ws, "--json")) == EXIT_CODES["storage"]
@@ -95,8 +82,23 @@ class TestStorageFaults:
         )
 
 
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo (14 days): trained a day per batch, a run lasts long enough to be
+    interrupted, or met by a second writer, in the middle."""
+    root = tmp_path_factory.mktemp("small") / "demo"
+    write_demo_workspace(root, scale="small")
+    shutil.copytree(REPO / "feature_views", root / "feature_views")
+    return root
+
+
+@pytest.fixture
+def long_ws(small_demo: Path, tmp_path: Path) -> Path:
+    return copy_workspace(small_demo, tmp_path / "demo")
+
+
 def _spawn(ws: Path, *extra: str, out: Path | None = None) -> subprocess.Popen[str]:
-    args = train_args(ws, *extra, start="2026-10-01", end="2026-10-05")
+    args = train_args(ws, *extra, "--batch-rows", "1", start="2026-10-01", end="2026-10-14")
     if out is not None:
         args += ["--out", str(out)]
     return subprocess.Popen(
@@ -118,11 +120,11 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> 
 
 class TestInterruptsAndWriters:
     def test_ctrl_c_exits_10_and_records_the_job_as_cancelled(
-        self, ws: Path, capsys: pytest.CaptureFixture[str]
+        self, long_ws: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        ws = long_ws
         proc = _spawn(ws)
-        _wait_for(ws / "out" / "feed_ranking" / ".lock", proc)
-        time.sleep(0.5)
+        _wait_for(ws / "out" / "feed_ranking" / "dt=2026-10-01", proc)  # in the middle
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == EXIT_CODES["cancelled"], err[-3000:]
@@ -135,13 +137,13 @@ class TestInterruptsAndWriters:
         assert daeda("pipeline", "verify", "feed_ranking", "--workspace", str(ws)) == 0
 
     def test_two_workspaces_writing_one_out_admit_one_writer(
-        self, ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+        self, long_ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        other = tmp_path / "other"
-        shutil.copytree(ws, other)
+        ws = long_ws
+        other = copy_workspace(ws, tmp_path / "other")
         out = tmp_path / "shared-out"
         first = _spawn(ws, out=out)
-        _wait_for(out / "feed_ranking" / ".lock", first)
+        _wait_for(out / "feed_ranking" / "dt=2026-10-01", first)  # the first is writing
         second = _spawn(other, out=out)
         out2, err2 = second.communicate(timeout=120)
         out1, err1 = first.communicate(timeout=300)
@@ -153,7 +155,7 @@ class TestInterruptsAndWriters:
             or f'"pid": {first.pid}' in message
             or str(first.pid) in message
         )
-        assert json.loads(out1)["days_written"] == 5
+        assert json.loads(out1)["days_written"] == 14
         capsys.readouterr()
         assert (
             daeda("pipeline", "verify", "feed_ranking", "--workspace", str(ws), "--out", str(out))

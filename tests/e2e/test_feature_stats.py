@@ -26,12 +26,6 @@ def daeda(*tokens: str) -> int:
     return app(list(tokens), result_action="return_value")
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAEDA_CATALOG", "DAEDA_WORKSPACE", "DAEDA_OUT", "DAEDA_ENGINE"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def train(ws: Path, capsys: pytest.CaptureFixture[str], *extra: str, end: str = END) -> dict:
     capsys.readouterr()
     code = daeda(

@@ -15,6 +15,7 @@ import pytest
 from daedalus.adapters.cli.app import EXIT_CODES, app
 
 from tests.damage import corrupt_column_chunk
+from tests.e2e.conftest import copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = "2026-10-02", "2026-10-03"
@@ -28,33 +29,16 @@ def daeda(*tokens: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("inputs") / "demo"
-    assert daeda("demo", "init", str(root), "--scale", "tiny") == 0
-    shutil.copytree(REPO / "feature_views", root / "feature_views")
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace trained on clean inputs: what every failing run must leave untouched."""
-    root = tmp_path_factory.mktemp("trained") / "demo"
-    shutil.copytree(base, root)
+    root = copy_workspace(tiny_demo, tmp_path_factory.mktemp("trained") / "demo")
     assert train(root) == 0
     return root
 
 
 @pytest.fixture
 def ws(trained: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "demo"
-    shutil.copytree(trained, root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAEDA_CATALOG", "DAEDA_WORKSPACE", "DAEDA_OUT", "DAEDA_ENGINE"):
-        monkeypatch.delenv(var, raising=False)
+    return copy_workspace(trained, tmp_path / "demo")
 
 
 def train(ws: Path, *extra: str) -> int:

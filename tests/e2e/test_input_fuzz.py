@@ -31,6 +31,7 @@ from daedalus.pipeline.compiler import compile_service
 from daedalus.pipeline.executor import Plan
 from daedalus.pit.reference import reference_pit_table
 from daedalus.pit.spec import SourceSpec
+from tests.e2e.conftest import copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = "2026-10-02", "2026-10-03"
@@ -61,10 +62,8 @@ def daeda(*tokens: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fuzz") / "demo"
-    assert daeda("demo", "init", str(root), "--scale", "tiny") == 0
-    shutil.copytree(REPO / "feature_views", root / "feature_views")
+def base(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_workspace(tiny_demo, tmp_path_factory.mktemp("fuzz") / "demo")
     (root / "feature_views" / "fuzz.yaml").write_text(SERVICE)
     # The profiles as two files, so that a mutation hits one file among several.
     profiles = root / "data" / "user_profiles" / "part-0.parquet"

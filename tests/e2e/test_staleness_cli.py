@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from daedalus.adapters.cli.app import app
+
+from tests.e2e.conftest import copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = "2026-10-01", "2026-10-03"
@@ -27,25 +28,15 @@ def daeda(*tokens: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("stale") / "demo"
-    assert daeda("demo", "init", str(root), "--scale", "tiny") == 0
-    shutil.copytree(REPO / "feature_views", root / "feature_views")
+def trained(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_workspace(tiny_demo, tmp_path_factory.mktemp("stale") / "demo")
     assert daeda(*train_args(root)) == 0
     return root
 
 
 @pytest.fixture
 def ws(trained: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "demo"
-    shutil.copytree(trained, root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAEDA_CATALOG", "DAEDA_WORKSPACE", "DAEDA_OUT", "DAEDA_ENGINE"):
-        monkeypatch.delenv(var, raising=False)
+    return copy_workspace(trained, tmp_path / "demo")
 
 
 def train_args(ws: Path, *extra: str, end: str = END) -> list[str]:
