@@ -61,6 +61,15 @@ _AGGREGATORS = {
 }
 
 
+def _enricher(address: str | None, in_process_rows: int | None) -> Any:
+    """The Lance + Ray enricher; `in_process_rows` (None: its default) chooses where pooling
+    runs."""
+    options = {} if in_process_rows is None else {"in_process_rows": in_process_rows}
+    return _build(
+        "daedalus.adapters.lance_ray.enricher:RayLanceEnricher", address=address, **options
+    )
+
+
 class Container(containers.DeclarativeContainer):
     """Every surface asks this container for its services; tests override providers."""
 
@@ -86,11 +95,7 @@ class Container(containers.DeclarativeContainer):
             _build, "daedalus.adapters.parquet.sink:ParquetSink", config.out_dir
         ),
     )
-    enricher = providers.Singleton(
-        _build,
-        "daedalus.adapters.lance_ray.enricher:RayLanceEnricher",
-        address=config.ray_address,
-    )
+    enricher = providers.Singleton(_enricher, config.ray_address, config.enrich_in_process_rows)
     # Chosen by settings.ray_address: the Ray runner (and Ray) is only imported when asked for.
     day_runner = providers.Singleton(_day_runner, config.ray_address, config.ray_days_in_flight)
     open_store = providers.Object(
@@ -141,6 +146,7 @@ def build_container(settings: Settings) -> Container:
             "ray_address": settings.ray_address,
             "ray_days_in_flight": settings.ray_days_in_flight,
             "batch_rows": settings.batch_rows,
+            "enrich_in_process_rows": settings.enrich_in_process_rows,
             "run_store_path": settings.workspace / ".daedalus" / "runs.sqlite",
         }
     )

@@ -269,7 +269,8 @@ def test_sigkill_of_a_training_run_leaves_no_ray_process(workspace: Path) -> Non
         "2026-10-05",
         "--json",
     ]
-    with run(*cmd, env=_env()) as r:
+    # enrich on Ray Data (the tiny demo is far below what is pooled in process)
+    with run(*cmd, env={**_env(), "DAEDA_ENRICH_IN_PROCESS_ROWS": "0"}) as r:
         _wait_for_enrich(r)
         os.kill(r.proc.pid, signal.SIGKILL)
         assert_all_gone(r, "SIGKILL of daeda pipeline train")

@@ -353,12 +353,20 @@ def _read_file(path: str, columns: Sequence[str] | None) -> pa.Table:
     return parquet.read(columns=columns)
 
 
+def _names(path: str) -> list[str]:
+    """The file's column names, or none when not even its footer can be read."""
+    try:
+        return pq.read_schema(path).names
+    except (pa.ArrowException, OSError):
+        return []
+
+
 def _fingerprint_file(path: str, timestamp: str, columns: tuple[str, ...] | None) -> _Hashed:
     """The hashes of one file."""
     try:
         table = _read_file(path, columns)
     except (pa.ArrowException, OSError) as exc:
-        where = locate_unreadable([path], columns or pq.read_schema(path).names) or path
+        where = locate_unreadable([path], columns or _names(path)) or path
         raise PitError(
             f"input file {where}: cannot read parquet: {str(exc)[:200]}", code="bad_source"
         ) from exc
