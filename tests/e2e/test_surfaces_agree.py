@@ -164,3 +164,65 @@ def test_dagster_materialisation_carries_the_same_manifest(
     from_rpc = via_rpc(rpc_url, "days.manifest", {"service": SERVICE, "day": DAY})
     assert dagster_manifest == from_rpc == mcp.ok("day_manifest", {"service": SERVICE, "day": DAY})
     assert dagster_manifest["rows"] > 0 and dagster_manifest["day"] == DAY
+
+
+def test_previews_agree_with_iso_timestamps(
+    capsys: pytest.CaptureFixture[str],
+    ws: Path,
+    dagster_manifest: dict,
+    rpc_url: str,
+    mcp: McpSession,
+) -> None:
+    params = {"service": SERVICE, "day": DAY, "limit": 3}
+    from_cli = via_cli(capsys, ws, "pipeline", "preview", SERVICE, "--day", DAY, "--limit", "3")
+    from_rpc = via_rpc(rpc_url, "days.preview", params)
+    from_mcp = mcp.ok("day_preview", params)
+    assert from_cli == from_rpc == from_mcp
+    ts = from_rpc["rows"][0]["ts"]
+    assert isinstance(ts, str) and ts.startswith(DAY + "T")
+
+
+@pytest.mark.parametrize(
+    ("cli_tokens", "method", "tool", "params", "kind"),
+    [
+        (
+            ("service", "schema", "nope"),
+            "service.schema",
+            "service_schema",
+            {"service": "nope"},
+            "not_found",
+        ),
+        (
+            ("pipeline", "preview", SERVICE, "--day", "2031-01-01"),
+            "days.preview",
+            "day_preview",
+            {"service": SERVICE, "day": "2031-01-01"},
+            "not_found",
+        ),
+    ],
+)
+def test_errors_agree(
+    capsys: pytest.CaptureFixture[str],
+    ws: Path,
+    rpc_url: str,
+    mcp: McpSession,
+    cli_tokens: tuple[str, ...],
+    method: str,
+    tool: str,
+    params: dict,
+    kind: str,
+) -> None:
+    capsys.readouterr()
+    code = cli([*cli_tokens, "--workspace", str(ws), "--json"], result_action="return_value")
+    assert code == 4  # not found
+    from_cli = json.loads(capsys.readouterr().out)["error"]
+    answer = httpx.post(
+        f"{rpc_url}/rpc",
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+        timeout=60,
+    ).json()
+    from_rpc = answer["error"]
+    from_mcp = mcp.fails(tool, params)
+    assert from_cli["kind"] == from_rpc["data"]["kind"] == from_mcp["kind"] == kind
+    assert from_cli["message"] == from_rpc["message"] == from_mcp["message"]
+    assert from_rpc["code"] == -32004

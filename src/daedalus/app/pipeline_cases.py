@@ -474,7 +474,7 @@ class PipelineCases:
             "service": service,
             "day": d.isoformat(),
             "columns": table.column_names,
-            "rows": table.to_pylist(),
+            "rows": jsonable(table.to_pylist()),  # one format on every surface (ISO 8601)
         }
 
     def audit(
