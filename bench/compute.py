@@ -4,9 +4,16 @@
     .venv/bin/python bench/compute.py --events 1000000 --spine 100000 --users 50000
     .venv/bin/python bench/compute.py --repeat 3          # median of 3 rounds of every job
     .venv/bin/python bench/compute.py --jobs duckdb-kernel,polars-kernel --repeat 5
+    .venv/bin/python bench/compute.py --jobs polars,polars-outliers,duckdb,duckdb-outliers
 
 The `-kernel` jobs (not run by default) time each engine's window kernel alone, on the inputs
 the core builds for the rolling job (built before the clock starts; peak RSS includes them).
+The `-outliers` jobs run the rolling job on the same events with two extreme `dwell_ms` values
+(1e300 in row 0, one of the hot user's, and 5e-324 in the middle row): their sums must cost
+about what the clean ones do. Their time is compared with the clean job of their engine round
+by round, and their results with count, sum (`math.fsum`), mean, min and max recomputed by
+brute force on 1000 random spine rows plus up to 300 per outlier whose 7d window holds it.
+The `polars` job is compared with `naive-polars` round by round (exact within 1.1x of naive).
 
 Each job runs in its own process (so peak RSS is its own) and prints seconds, rows/s and peak
 RSS. With --repeat, every round runs each job once, so machine drift touches all jobs alike; the
@@ -39,8 +46,21 @@ TS = pa.timestamp("us", tz="UTC")
 WINDOWS = {"1h": 3_600_000_000, "1d": DAY_US, "7d": 7 * DAY_US}
 
 
-def generate(root: Path, events: int, spine: int, users: int, days: int, seed: int) -> None:
-    """Seeded data: Zipf-skewed users and artworks, a hot user, spine times equal to event times."""
+#: The outlier jobs' events: the default events with these `dwell_ms` values at these rows
+#: (row 0 is the hot user's; the other is the middle row, `events // 2`).
+OUTLIERS = {"first": 1e300, "middle": 5e-324}
+
+
+def outlier_rows(events: int) -> dict[int, float]:
+    """The rows of the outlier jobs' events that hold an extreme value, and the values."""
+    return {0: OUTLIERS["first"], events // 2: OUTLIERS["middle"]}
+
+
+def generate(
+    root: Path, events: int, spine: int, users: int, days: int, seed: int, outliers: bool = False
+) -> None:
+    """Seeded data: Zipf-skewed users and artworks, a hot user, spine times equal to event times
+    (and, with `outliers`, a copy of the events with two extreme values, `outlier_rows`)."""
     rng = np.random.default_rng(seed)
     span = days * DAY_US
 
@@ -70,6 +90,15 @@ def generate(root: Path, events: int, spine: int, users: int, days: int, seed: i
         }
     )
     pq.write_table(table, root / "events.parquet", row_group_size=1_000_000)
+    if outliers:
+        extreme = dwell.copy()
+        for row, value in outlier_rows(events).items():
+            extreme[row] = value
+        pq.write_table(
+            table.set_column(3, "dwell_ms", pa.array(extreme, pa.float64())),
+            root / "events_outliers.parquet",
+            row_group_size=1_000_000,
+        )
     # Spine: half the rows at exactly an event's time for that user (ties with the upper bound).
     pick = rng.integers(0, events, spine)
     exact = rng.random(spine) < 0.5
@@ -102,7 +131,7 @@ def generate(root: Path, events: int, spine: int, users: int, days: int, seed: i
     )
 
 
-def rolling_specs(root: Path) -> list:
+def rolling_specs(root: Path, events: str = "events.parquet") -> list:
     from daedalus.catalog.model import AggFunction, FilterDef
     from daedalus.pit.spec import AggregationSpec, SourceSpec
 
@@ -115,7 +144,7 @@ def rolling_specs(root: Path) -> list:
             ("event_ts", TS),
         ]
     )
-    source = SourceSpec("events", "event_ts", schema, paths=(str(root / "events.parquet"),))
+    source = SourceSpec("events", "event_ts", schema, paths=(str(root / events),))
     specs = []
     for label, w in WINDOWS.items():
         for fn in (
@@ -172,13 +201,25 @@ def run_job(job: str, root: Path, out: Path | None) -> dict:
     from daedalus.pit.engine import get_aggregate_pit_table
 
     aggregate = None
-    if job in ("duckdb", "polars", "duckdb-asof", "polars-asof"):
+    if job in (
+        "duckdb",
+        "polars",
+        "duckdb-asof",
+        "polars-asof",
+        "duckdb-outliers",
+        "polars-outliers",
+    ):
         aggregate = get_aggregate_pit_table(job.split("-")[0])
     if job in ("duckdb-kernel", "polars-kernel"):
         kernel, inputs = kernel_inputs(job.split("-")[0], root, spine)
     started = time.perf_counter()
     if aggregate is not None:
-        specs = asof_specs(root) if job.endswith("asof") else rolling_specs(root)
+        if job.endswith("asof"):
+            specs = asof_specs(root)
+        elif job.endswith("outliers"):
+            specs = rolling_specs(root, "events_outliers.parquet")
+        else:
+            specs = rolling_specs(root)
         result = aggregate(spine, specs)
     elif job.endswith("-kernel"):
         result = kernel.window_aggregate(*inputs)
@@ -326,7 +367,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--jobs",
-        default="duckdb,polars,naive-duckdb,naive-polars,duckdb-asof,polars-asof,naive-duckdb-asof",
+        default=(
+            "duckdb,duckdb-outliers,polars,polars-outliers,naive-duckdb,naive-polars,"
+            "duckdb-asof,polars-asof,naive-duckdb-asof"
+        ),
     )
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds per job before it is stopped"
@@ -342,12 +386,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="daeda-bench-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        generate(root, args.events, args.spine, args.users, args.days, args.seed)
+        jobs = args.jobs.split(",")
+        generate(
+            root,
+            args.events,
+            args.spine,
+            args.users,
+            args.days,
+            args.seed,
+            outliers=any(j.endswith("-outliers") for j in jobs),
+        )
         print(
             f"data: {args.events:,} events, {args.spine:,} spine rows, {args.users:,} users, "
             f"{args.days} days, seed {args.seed} (generated in {time.perf_counter() - t0:.1f}s)"
         )
-        jobs = args.jobs.split(",")
         runs: dict[str, list[dict]] = {job: [] for job in jobs}
         failures: dict[str, str] = {}
         # Rounds go through every job once, so a drift in the machine's speed (this VM's is
@@ -383,7 +435,60 @@ def main() -> None:
             if job in failures:
                 print(f"{job:<20}{failures[job]}")
                 continue
-            print(f"{job:<20}{_row(job, runs, outputs)}")
+            print(f"{job:<20}{_row(job, runs, outputs, root)}")
+
+
+def fsum_check(root: Path, result: pa.Table, sample: int = 1000, hit: int = 300) -> str:
+    """Recompute count, sum, mean, min and max of every window by brute force (`math.fsum`)
+    on `sample` random spine rows and on up to `hit` rows whose 7d window holds an outlier, and
+    compare them with `result` bit for bit."""
+    import math
+
+    events = pq.read_table(
+        root / "events_outliers.parquet", columns=["user_id", "event_ts", "dwell_ms"]
+    )
+    user = events["user_id"].to_numpy()
+    ts = events["event_ts"].cast(pa.int64()).to_numpy()
+    dwell = events["dwell_ms"].to_numpy()
+    spine_user = result["user_id"].to_numpy()
+    spine_ts = result["ts"].cast(pa.int64()).to_numpy()
+    rng = np.random.default_rng(0)
+    rows = set(rng.choice(len(spine_user), min(sample, len(spine_user)), replace=False).tolist())
+    holding: list[int] = []
+    for row in outlier_rows(len(user)):
+        inside = (spine_user == user[row]) & (spine_ts > ts[row])
+        inside &= spine_ts <= ts[row] + WINDOWS["7d"]
+        holding += np.flatnonzero(inside)[:hit].tolist()
+    rows |= set(holding)
+    order = np.lexsort((ts, user))
+    user, ts, dwell = user[order], ts[order], dwell[order]
+    columns = {name: result[name].to_pylist() for name in result.column_names}
+    bad = 0
+    for i in sorted(rows):
+        first = np.searchsorted(user, spine_user[i], "left")
+        last = np.searchsorted(user, spine_user[i], "right")
+        times = ts[first:last]
+        end = first + np.searchsorted(times, spine_ts[i], "left")
+        for label, w in WINDOWS.items():
+            start = first + np.searchsorted(times, spine_ts[i] - w, "left")
+            values = dwell[start:end].tolist()
+            total = math.fsum(values)
+            want = {
+                f"count_{label}": len(values),
+                f"sum_{label}": total if values else None,
+                f"mean_{label}": total / len(values) if values else None,
+                f"min_{label}": min(values) if values else None,
+                f"max_{label}": max(values) if values else None,
+            }
+            for name, value in want.items():
+                got = columns[name][i]
+                if isinstance(value, float):
+                    same = isinstance(got, float) and got.hex() == value.hex()
+                else:
+                    same = got == value
+                bad += not same
+    verdict = "all bit-equal" if not bad else f"{bad} values DIFFER"
+    return f"fsum-checked {len(rows)} rows ({len(set(holding))} holding an outlier): {verdict}"
 
 
 def _median(values: list[float]) -> float:
@@ -391,7 +496,7 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path]) -> str:
+def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path], root: Path) -> str:
     """One job's line: median seconds, rows/s, peak RSS and notes (checks against the others)."""
     seconds = sorted(r["seconds"] for r in runs[job])
     median = _median(seconds)
@@ -412,6 +517,20 @@ def _row(job: str, runs: dict[str, list[dict]], outputs: dict[str, Path]) -> str
             for a, b in zip(runs[job], runs["naive-duckdb-asof"], strict=False)
         ]
         notes.append(f"{_median(paired):.2f}x the ASOF JOIN (median of paired runs)")
+    if job == "polars" and runs.get("naive-polars"):  # the target: exact within 1.1x naive
+        paired = [
+            a["seconds"] / b["seconds"]
+            for a, b in zip(runs[job], runs["naive-polars"], strict=False)
+        ]
+        notes.append(f"{_median(paired):.2f}x naive-polars (median of paired runs)")
+    if job.endswith("-outliers"):
+        clean = job.removesuffix("-outliers")
+        if runs.get(clean):
+            paired = [
+                a["seconds"] / b["seconds"] for a, b in zip(runs[job], runs[clean], strict=False)
+            ]
+            notes.append(f"{_median(paired):.2f}x {clean} (median of paired runs)")
+        notes.append(fsum_check(root, pq.read_table(out)))
     if job.startswith("naive") and not job.endswith("asof") and "duckdb" in outputs:
         exact = pq.read_table(outputs["duckdb"])
         naive = pq.read_table(out)

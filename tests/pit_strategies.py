@@ -54,6 +54,64 @@ floats = st.one_of(
     st.none(),
 )
 
+MAX_FLOAT = float.fromhex("0x1.fffffffffffffp+1023")
+MIN_NORMAL = 2.2250738585072014e-308
+
+# Outlier-heavy values: a bulk of decimal-like values (one narrow exponent band, like measured
+# data) mixed with values far from it, so the exact sums split into a dense band and sparse
+# bands (`exact.encode_float_bands`) and windows hold sparse rows, several, or only them.
+bulk_floats = st.one_of(
+    st.floats(min_value=100.0, max_value=1e5).map(lambda v: round(v, 3)),
+    st.floats(min_value=-1e5, max_value=-100.0).map(lambda v: round(v, 3)),
+)
+EXTREME_FLOATS = [
+    5e-324,
+    -5e-324,
+    3 * 5e-324,
+    MIN_NORMAL,
+    -MIN_NORMAL,
+    MIN_NORMAL - 5e-324,
+    1e-310,
+    1e-300,
+    -1e-300,
+    2.0**-1000 * (1 + 2.0**-52),
+    1e300,
+    -1e300,
+    1e308,
+    MAX_FLOAT,
+    -MAX_FLOAT,
+    2.0**1023,
+    2.0**600 + 2.0**548,
+    0.0,
+    -0.0,
+]
+extreme_floats = st.one_of(
+    st.sampled_from(EXTREME_FLOATS),
+    st.floats(allow_nan=False, allow_infinity=False),  # the whole double range
+    st.floats(min_value=-MIN_NORMAL, max_value=MIN_NORMAL),  # subnormals and zeros
+    st.floats(min_value=1e250, allow_infinity=False),
+    st.floats(max_value=-1e250, allow_infinity=False),
+)
+#: Share (in %) of extreme values among the drawn ones: a few outliers, many, or only them.
+OUTLIER_SHARES = [5, 20, 50, 100]
+
+
+@st.composite
+def outlier_values(draw: st.DrawFn, n: int, *, with_inf: bool = False) -> list[float | None]:
+    """`n` values of which a drawn share is extreme, plus specials: nulls, NaN, and ±inf."""
+    share = draw(st.sampled_from(OUTLIER_SHARES))
+    special = [None, math.nan, *([math.inf, -math.inf] if with_inf else [])]
+    values: list[float | None] = []
+    for _ in range(n):
+        roll = draw(st.integers(0, 99))
+        if roll < 4:
+            values.append(draw(st.sampled_from(special)))
+        elif roll < 4 + share:
+            values.append(draw(extreme_floats))
+        else:
+            values.append(draw(bulk_floats))
+    return values
+
 
 def times(max_offset: int = 12) -> st.SearchStrategy[int]:
     """Timestamps on a coarse grid so that equal times (ties, spine == event) are common."""
@@ -61,8 +119,11 @@ def times(max_offset: int = 12) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def source_tables(draw: st.DrawFn, *, with_inf: bool = False) -> pa.Table:
-    n = draw(st.integers(0, 25))
+def source_tables(
+    draw: st.DrawFn, *, with_inf: bool = False, outliers: bool = False, max_rows: int = 25
+) -> pa.Table:
+    """A source table; with `outliers`, column x holds `outlier_values`."""
+    n = draw(st.integers(0, max_rows))
     value = st.one_of(floats, st.sampled_from([math.inf, -math.inf])) if with_inf else floats
     rows = {
         "user_id": draw(
@@ -72,7 +133,11 @@ def source_tables(draw: st.DrawFn, *, with_inf: bool = False) -> pa.Table:
         "action": draw(
             st.lists(st.sampled_from(["view", "like", "bookmark", None]), min_size=n, max_size=n)
         ),
-        "x": draw(st.lists(value, min_size=n, max_size=n)),
+        "x": (
+            draw(outlier_values(n, with_inf=with_inf))
+            if outliers
+            else draw(st.lists(value, min_size=n, max_size=n))
+        ),
         "f32": draw(
             st.lists(
                 st.one_of(st.none(), st.floats(width=32, allow_nan=False, allow_infinity=False)),
@@ -144,15 +209,24 @@ filters = st.one_of(
 
 
 @st.composite
-def aggregation_specs(draw: st.DrawFn, source: SourceSpec, index: int) -> AggregationSpec:
-    fn = draw(st.sampled_from(list(AggFunction)))
+def aggregation_specs(
+    draw: st.DrawFn,
+    source: SourceSpec,
+    index: int,
+    functions: tuple[AggFunction, ...] | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> AggregationSpec:
+    """A spec of one of `functions` (default: any) over one of `columns` it takes (default:
+    any column that function takes)."""
+    fn = draw(st.sampled_from(list(functions or AggFunction)))
+    choices = [c for c in COLUMNS_FOR[fn] if columns is None or c in columns]
     return AggregationSpec(
         name=f"f{index}_{fn.value}",
         function=fn,
         keys=("user_id",),
         source=source,
         window_us=draw(windows),
-        column=draw(st.sampled_from(COLUMNS_FOR[fn])),
+        column=draw(st.sampled_from(choices or COLUMNS_FOR[fn])),
         filters=draw(filters),
         n=draw(st.integers(1, 4)) if fn is AggFunction.LAST_N else None,
         delay_us=draw(delays),
@@ -171,10 +245,21 @@ def asof_specs(draw: st.DrawFn, source: SourceSpec, index: int) -> AsOfSpec:
     )
 
 
+#: The functions whose float results are exact sums (limbs, dense and sparse bands).
+SUM_FUNCTIONS = (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV)
+
+
 @st.composite
-def problems(draw: st.DrawFn, *, with_inf: bool = False) -> tuple[pa.Table, list[PitSpec]]:
-    """A spine and a list of specs over one in-memory source (with or without created_ts)."""
-    table = draw(source_tables(with_inf=with_inf))
+def problems(
+    draw: st.DrawFn, *, with_inf: bool = False, outliers: bool = False
+) -> tuple[pa.Table, list[PitSpec]]:
+    """A spine and a list of specs over one in-memory source (with or without created_ts).
+
+    With `outliers`, column x is outlier-heavy (`outlier_values`), tables are up to 40 rows,
+    and most specs are sums, means and standard deviations of x (the rest any spec)."""
+    table = draw(
+        source_tables(with_inf=with_inf, outliers=outliers, max_rows=40 if outliers else 25)
+    )
     created = draw(st.booleans())
     source = SourceSpec(
         name="events",
@@ -186,8 +271,11 @@ def problems(draw: st.DrawFn, *, with_inf: bool = False) -> tuple[pa.Table, list
     count = draw(st.integers(1, 4))
     specs: list[PitSpec] = []
     for i in range(count):
-        if draw(st.integers(0, 3)) == 0:
+        kind = draw(st.integers(0, 3))
+        if kind == 0:
             specs.append(draw(asof_specs(source, i)))
+        elif outliers and kind > 1:
+            specs.append(draw(aggregation_specs(source, i, SUM_FUNCTIONS, ("x",))))
         else:
             specs.append(draw(aggregation_specs(source, i)))
     return draw(spines()), specs

@@ -9,12 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 from daedalus.adapters.duckdb.aggregator import DuckDBAggregator
 from daedalus.adapters.duckdb.kernel import DuckDBKernel
+from daedalus.adapters.polars.kernel import PolarsKernel
 from hypothesis import given, settings
 
 from daedalus.catalog.model import AggFunction, FilterDef
 from daedalus.pit import Engine, get_aggregate_pit_table
-from daedalus.pit.compute import PitReport
+from daedalus.pit.compute import PitReport, compute_pit_table
 from daedalus.pit.errors import PitError
+from daedalus.pit.kernel import WindowKernel, WindowOp, WindowRequest
 from daedalus.pit.reference import reference_pit_table
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, SourceSpec
 from tests.pit_strategies import BASE, MINUTE, SOURCE_SCHEMA, TS, assert_bit_equal, problems
@@ -25,6 +27,18 @@ EXAMPLES = int(os.environ.get("DAEDA_PIT_EXAMPLES", "300"))
 @settings(max_examples=EXAMPLES)
 @given(problems(with_inf=True))
 def test_duckdb_polars_and_the_reference_agree_bit_for_bit(problem) -> None:
+    spine, specs = problem
+    duck = get_aggregate_pit_table(Engine.DUCKDB)(spine, specs)
+    polars = get_aggregate_pit_table(Engine.POLARS)(spine, specs)
+    assert_bit_equal(duck, polars, labels=("duckdb", "polars"))
+    assert_bit_equal(duck, reference_pit_table(spine, specs), labels=("duckdb", "reference"))
+
+
+@settings(max_examples=EXAMPLES)
+@given(problems(with_inf=True, outliers=True))
+def test_duckdb_polars_and_the_reference_agree_on_outlier_heavy_sums(problem) -> None:
+    """Values spanning the whole double range in one window, many outliers or only outliers,
+    subnormals, ±0.0, ±inf and NaN: the dense band plus sparse bands sum exactly."""
     spine, specs = problem
     duck = get_aggregate_pit_table(Engine.DUCKDB)(spine, specs)
     polars = get_aggregate_pit_table(Engine.POLARS)(spine, specs)
@@ -112,6 +126,82 @@ def test_same_job_twice_and_with_one_or_two_threads_gives_identical_bits(tmp_pat
     assert_bit_equal(first, second, labels=("1 thread", "2 threads"))
     assert_bit_equal(second, again, labels=("run 1", "run 2"))
     assert_bit_equal(second, polars, labels=("duckdb", "polars"))
+
+
+class _Recording(WindowKernel):
+    """A kernel that records the size of every call it passes on."""
+
+    name = "recording"
+
+    def __init__(self, inner: WindowKernel) -> None:
+        self.inner = inner
+        self.calls: list[tuple[int, int, list[WindowRequest]]] = []
+
+    def window_aggregate(self, events, probes, requests):
+        self.calls.append((events.num_rows, probes.num_rows, list(requests)))
+        return self.inner.window_aggregate(events, probes, requests)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_a_few_extreme_values_cost_a_small_second_call_not_wider_limbs(engine, tmp_path) -> None:
+    """Three extreme values among 60k (5e-324, 1e300, -1e-300): the main call sums as many limb
+    columns as without them, the extremes go to a second call of their rows only, and sums,
+    means and standard deviations are those of the reference, bit for bit."""
+    import numpy as np
+
+    spine, specs = _big_problem(tmp_path)
+    table = pq.read_table(specs[0].source.paths[0])
+    rng = np.random.default_rng(5)
+    x = np.round(rng.lognormal(8.5, 1.0, table.num_rows), 3)  # decimal-like, like dwell times
+    column = table.schema.get_field_index("x")
+    source = SourceSpec(
+        "events",
+        "event_ts",
+        SOURCE_SCHEMA,
+        table=table.set_column(column, "x", pa.array(x)),
+        created_timestamp="created_ts",
+    )
+    users = table["user_id"].to_numpy()
+    hot = int(np.bincount(users).argmax())
+    rows = np.flatnonzero(users == hot)[[10, 100, 150]]  # windows that probes of `hot` see
+    x = x.copy()  # the clean table shares x's memory
+    x[rows] = [5e-324, 1e300, -1e-300]
+    extreme = SourceSpec(
+        "events",
+        "event_ts",
+        SOURCE_SCHEMA,
+        table=table.set_column(column, "x", pa.array(x)),
+        created_timestamp="created_ts",
+    )
+    summed = [
+        AggregationSpec(
+            s.name, s.function, s.keys, extreme, s.window_us, s.column, delay_us=5 * MINUTE
+        )
+        for s in specs
+        if isinstance(s, AggregationSpec)
+        and s.function in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV)
+    ]
+    clean = [
+        AggregationSpec(
+            s.name, s.function, s.keys, source, s.window_us, s.column, delay_us=5 * MINUTE
+        )
+        for s in summed
+    ]
+    inner = DuckDBKernel() if engine == "duckdb" else PolarsKernel()
+    with_extremes, without = _Recording(inner), _Recording(inner)
+    got = compute_pit_table(spine, summed, with_extremes)
+    compute_pit_table(spine, clean, without)
+    (_, _, main), (sparse_events, sparse_probes, second) = with_extremes.calls
+    ((_, _, clean_requests),) = without.calls
+    assert len(main) <= len(clean_requests)  # no more limb sums than for the clean data
+    assert 3 <= sparse_events < table.num_rows / 100  # the extremes (and a few tail squares)
+    assert sparse_probes < spine.num_rows / 10
+    assert second and all(r.op is WindowOp.SUM for r in second)  # the extremes' limb sums
+    sample = spine.take(pa.array(np.flatnonzero(spine["user_id"].to_numpy() == hot)))
+    want = reference_pit_table(sample, summed)
+    mine = got.take(pa.array(np.flatnonzero(spine["user_id"].to_numpy() == hot)))
+    assert_bit_equal(mine, want, labels=(engine, "reference"))
+    assert any(v is not None and abs(v) > 1e299 for v in mine["sum_None"].to_pylist())
 
 
 def test_parquet_sources_are_read_only_in_the_visible_range(tmp_path) -> None:

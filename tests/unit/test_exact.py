@@ -15,8 +15,12 @@ from hypothesis.extra import numpy as hnp
 
 from daedalus.pit.exact import (
     MAX_SUM_ROWS,
+    BandedEncoding,
     LimbEncoding,
+    add_limb_sums,
+    encode_float_bands,
     encode_float_limbs,
+    encode_float_square_bands,
     encode_float_square_limbs,
     encode_int_limbs,
     exact_sample_variance,
@@ -592,3 +596,216 @@ def test_sum_limb_bits_for_the_benchmark_size_and_bad_widths() -> None:
         encode_float_limbs(np.ones(2), 53)
     with pytest.raises(ValueError, match="limb_bits"):
         relimb(np.ones((1, 1), np.int64), 60)
+
+
+# ----------------------------------------------------------------------------- bands
+
+# Outlier-heavy columns: a bulk of decimal-like values (one narrow band, like measured data)
+# with values anywhere in the double range, many or few, subnormals and signed zeros.
+bulk_values = st.floats(min_value=100.0, max_value=1e5).map(lambda v: round(v, 3))
+extreme_values = st.one_of(
+    st.sampled_from(SPECIALS),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=-MIN_NORMAL, max_value=MIN_NORMAL),
+)
+
+
+@st.composite
+def outlier_columns(draw: st.DrawFn, max_size: int = 40) -> list[float]:
+    n = draw(st.integers(0, max_size))
+    share = draw(st.sampled_from([0, 5, 20, 50, 100]))
+    return [
+        draw(extreme_values if draw(st.integers(0, 99)) < share else bulk_values)
+        * draw(st.sampled_from([1.0, -1.0]))
+        for _ in range(n)
+    ]
+
+
+@st.composite
+def outliers_and_masks(draw: st.DrawFn) -> tuple[list[float], list[list[bool]]]:
+    xs = draw(outlier_columns())
+    n = len(xs)
+    masks = draw(st.lists(st.lists(st.booleans(), min_size=n, max_size=n), min_size=1, max_size=3))
+    for _ in range(draw(st.integers(0, 3))):
+        lo = draw(st.integers(0, n))
+        hi = draw(st.integers(lo, n))
+        masks.append([lo <= i < hi for i in range(n)])
+    return xs, masks
+
+
+def band_values(banded: BandedEncoding, n: int) -> list[Fraction]:
+    """Each row's value from a banded encoding, checking its structure on the way."""
+    dense = banded.dense
+    assert dense.limbs.shape[0] == n
+    values = [limbs_row_value_bits(row, dense.base_exp, dense.limb_bits) for row in dense.limbs]
+    seen: set[int] = set()
+    for band in banded.sparse:
+        rows = band.rows.tolist()
+        assert rows == sorted(rows) and len(rows) == band.encoding.limbs.shape[0] > 0
+        assert not seen & set(rows)  # every row in one band at most
+        seen |= set(rows)
+        enc = band.encoding
+        assert int(np.abs(enc.limbs).max(initial=0)) < 2**enc.limb_bits
+        for i, row in zip(rows, enc.limbs, strict=True):
+            assert not dense.limbs[i].any()  # a sparse row is zero in the dense band
+            assert (row >= 0).all() or (row <= 0).all()
+            values[i] += limbs_row_value_bits(row, enc.base_exp, enc.limb_bits)
+    assert banded.outlier_rows.tolist() == sorted(seen)
+    return values
+
+
+def limbs_row_value_bits(row: np.ndarray, base_exp: int, limb_bits: int) -> Fraction:
+    total = sum(int(v) << (limb_bits * k) for k, v in enumerate(row.tolist()))
+    return Fraction(total) * Fraction(2) ** base_exp
+
+
+def banded_subset_sums(banded: BandedEncoding, sel: np.ndarray) -> tuple[np.ndarray, int]:
+    """Exact subset sums as an engine would give them: dense limb sums plus each band's."""
+    dense = banded.dense
+    parts = [(sel @ dense.limbs, dense.base_exp, dense.limb_bits)]
+    for band in banded.sparse:
+        enc = band.encoding
+        parts.append((sel[:, band.rows] @ enc.limbs, enc.base_exp, enc.limb_bits))
+    return add_limb_sums(parts)
+
+
+@FAST
+@given(outlier_columns(), LIMB_WIDTHS, st.integers(1, 4))
+def test_float_bands_are_exact(xs: list[float], width: int, max_limbs: int) -> None:
+    banded = encode_float_bands(np.array(xs, dtype=np.float64), width, max_limbs=max_limbs)
+    assert band_values(banded, len(xs)) == [Fraction(x) for x in xs]
+    if banded.sparse:  # split: the dense band within the limit, each sparse band too or one
+        assert banded.dense.n_limbs <= max_limbs
+    else:  # not split: exactly the plain encoding
+        plain = encode_float_limbs(np.array(xs, dtype=np.float64), width)
+        assert plain.base_exp == banded.dense.base_exp
+        assert np.array_equal(plain.limbs, banded.dense.limbs)
+
+
+@FAST
+@given(outlier_columns(max_size=24), st.integers(1, 7))
+def test_square_bands_are_exact(xs: list[float], max_limbs: int) -> None:
+    banded = encode_float_square_bands(np.array(xs, dtype=np.float64), max_limbs=max_limbs)
+    assert band_values(banded, len(xs)) == [Fraction(x) ** 2 for x in xs]
+    assert banded.dense.limb_bits == 32 and all(b.encoding.limb_bits == 32 for b in banded.sparse)
+    if banded.sparse:
+        assert banded.dense.n_limbs <= max_limbs
+
+
+@FAST
+@given(outliers_and_masks(), LIMB_WIDTHS)
+def test_banded_subset_sums_correctly_rounded(
+    case: tuple[list[float], list[list[bool]]], width: int
+) -> None:
+    xs, masks = case
+    banded = encode_float_bands(np.array(xs, dtype=np.float64), width)
+    sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
+    got = round_limb_sums(*banded_subset_sums(banded, sel))
+    want = [
+        ref_round(sum((Fraction(x) for x, m in zip(xs, mk, strict=True) if m), Fraction(0)))
+        for mk in masks
+    ]
+    assert_same_bits(got, want)
+
+
+@FAST
+@given(outliers_and_masks())
+def test_banded_variance_matches_fraction_formula(
+    case: tuple[list[float], list[list[bool]]],
+) -> None:
+    xs, masks = case
+    a = np.array(xs, dtype=np.float64)
+    sel = np.array(masks, dtype=np.int64).reshape(len(masks), len(xs))
+    s1, base1 = banded_subset_sums(encode_float_bands(a, sum_limb_bits(len(xs))), sel)
+    s2, base2 = banded_subset_sums(encode_float_square_bands(a), sel)
+    got = exact_sample_variance(sel.sum(axis=1), s1, base1, s2, base2)
+    for row, mk in zip(got.tolist(), masks, strict=True):
+        want = ref_variance([x for x, m in zip(xs, mk, strict=True) if m])
+        if math.isnan(want):
+            assert math.isnan(row)
+        else:
+            assert bits(row) == bits(want), (xs, mk, row, want)
+
+
+def test_two_extremes_leave_the_dense_band_as_narrow_as_the_clean_data() -> None:
+    """The benchmark's case: dwell times with 1e300 and 5e-324. Without bands, 65 limbs of 32
+    bits for every row; with them, the clean data's 2 limbs of 39 bits and two sparse rows."""
+    rng = np.random.default_rng(7)
+    x = np.round(rng.lognormal(8.5, 1.0, 300_000), 3)
+    clean = encode_float_bands(x, 39)
+    assert not clean.sparse and clean.dense.n_limbs == 2
+    x[[5, 150_000]] = [1e300, 5e-324]
+    assert encode_float_limbs(x, 39).n_limbs == 65
+    banded = encode_float_bands(x, 39)
+    assert banded.dense.n_limbs == 2 and banded.dense.base_exp == clean.dense.base_exp
+    assert banded.outlier_rows.tolist() == [5, 150_000]
+    assert sum(b.encoding.n_limbs for b in banded.sparse) <= 3
+    squares = encode_float_square_bands(x)
+    assert squares.dense.n_limbs <= encode_float_square_limbs(np.delete(x, [5, 150_000])).n_limbs
+    assert {5, 150_000} <= set(squares.outlier_rows.tolist())
+    assert len(squares.outlier_rows) <= 10
+    # Windows over all rows: the dense sums plus the bands' are the exact sums.
+    sel = np.ones((1, x.size), dtype=np.int64)
+    got = round_limb_sums(*banded_subset_sums(banded, sel))
+    assert bits(got[0]) == bits(math.fsum(x.tolist()))
+
+
+def test_values_spread_over_the_whole_range_keep_the_one_encoding() -> None:
+    """When no band holds most rows (random bit patterns), sparse rows would cost more than the
+    full span: the encoding is the plain one (today's cost, which follows the span)."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2**63, 5_000, dtype=np.int64).view(np.float64)
+    x = x[np.isfinite(x)]
+    banded = encode_float_bands(x, 39)
+    plain = encode_float_limbs(x, 39)
+    assert not banded.sparse and np.array_equal(banded.dense.limbs, plain.limbs)
+    assert not encode_float_square_bands(x).sparse
+
+
+def test_two_clusters_take_one_dense_and_one_sparse_band() -> None:
+    rng = np.random.default_rng(4)
+    bulk = np.round(rng.lognormal(5, 1, 3_000), 2)
+    x = np.concatenate([bulk * 1e-300, bulk * 1e290, bulk])
+    banded = encode_float_bands(x, 39)
+    assert banded.dense.n_limbs <= 3
+    assert len(banded.outlier_rows) == 6_000  # the two smaller clusters
+    assert sum(b.encoding.n_limbs for b in banded.sparse) <= 6
+    assert band_values(banded, x.size)[::997] == [Fraction(v) for v in x[::997]]
+
+
+def test_exponent_cells_are_lowest_bit_and_top() -> None:
+    from daedalus.pit.exact import _MIN_EXP, _SPAN_SLOTS, _exponent_cells
+
+    values = [0.0, -0.0, MIN_SUB, -MIN_SUB, MIN_NORMAL, MIN_NORMAL - MIN_SUB, 1.0, 1.5, 0.1]
+    values += [MAX_FLOAT, 2.0**1023, 3 * MIN_SUB, 1e300, -7.25]
+    cells = _exponent_cells(np.array(values)).tolist()
+    for v, cell in zip(values, cells, strict=True):
+        if v == 0:
+            assert cell == 0
+            continue
+        num, den = abs(Fraction(v)).as_integer_ratio()
+        lsb = (num & -num).bit_length() - 1 - (den.bit_length() - 1)
+        top = math.frexp(abs(v))[1]
+        assert cell == 1 + (lsb - _MIN_EXP) * _SPAN_SLOTS + (top - lsb), v
+
+
+def test_add_limb_sums_aligns_scales_exactly() -> None:
+    rng = np.random.default_rng(9)
+    parts = [
+        (rng.integers(INT64_MIN, INT64_MAX, (5, 3), dtype=np.int64), -1074, 39),
+        (rng.integers(INT64_MIN, INT64_MAX, (5, 2), dtype=np.int64), 7, 52),
+        (rng.integers(-(2**40), 2**40, (5, 1), dtype=np.int64), 900, 32),
+    ]
+    out, base = add_limb_sums(parts)
+    assert base == -1074 and int(np.abs(out).max()) < 3 * len(parts) * 2**33
+    for i in range(5):
+        want = sum(limbs_row_value_bits(sums[i], b, width) for sums, b, width in parts)
+        assert limbs_row_value_bits(out[i], base, 32) == want
+    with pytest.raises(ValueError, match="no parts"):
+        add_limb_sums([])
+    with pytest.raises(ValueError, match="row counts"):
+        add_limb_sums([(np.zeros((2, 1), np.int64), 0, 32), (np.zeros((3, 1), np.int64), 0, 32)])
+    with pytest.raises(ValueError, match="limb_bits"):
+        add_limb_sums([(np.zeros((2, 1), np.int64), 0, 60)])
+    with pytest.raises(ValueError, match="max_limbs"):
+        encode_float_bands(np.ones(3), max_limbs=0)

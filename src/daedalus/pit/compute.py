@@ -5,8 +5,10 @@ the kernel's integers are turned back into typed values here. Because the kernel
 integer arithmetic, every engine that honours the kernel contract returns the same bits:
 
 - count, count_distinct → COUNT / COUNT_DISTINCT of an indicator or value key;
-- sum, mean, stddev of floats → exact SUMs of 32-bit limbs of each value (and of its square),
-  rounded once, correctly (`daedalus.pit.exact`): a sum equals `math.fsum` of the window;
+- sum, mean, stddev of floats → exact SUMs of limbs of each value (and of its square),
+  rounded once, correctly (`daedalus.pit.exact`): a sum equals `math.fsum` of the window; the
+  limbs cover the column's dense exponent band, and the few values far outside it (sparse
+  bands) are summed by a second kernel call over their rows alone, then added exactly;
 - min, max → MIN / MAX of an order-preserving int64 key (IEEE totalOrder for floats);
 - first, last, last_n → MIN / MAX of each row's rank in the total order (ts, created, value),
   plus COUNT for last_n, which then reads the newest n rows of the window by rank;
@@ -17,7 +19,7 @@ integer arithmetic, every engine that honours the kernel contract returns the sa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -202,6 +204,11 @@ class _Group:
         self.masks: dict[str, np.ndarray] = {}
         self.requests: dict[tuple[Any, ...], WindowRequest] = {}
         self.cache: dict[tuple[Any, ...], Any] = {}
+        # The sparse bands' second kernel call (see `sparse_inputs`), and its result: the
+        # probes' rows it answered and its table.
+        self.sparse_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.sparse_requests: dict[tuple[Any, ...], WindowRequest] = {}
+        self.sparse_result: tuple[np.ndarray, pa.Table] | None = None
 
     # reading ---------------------------------------------------------------------------------
 
@@ -408,13 +415,16 @@ class _Group:
 
     def limb_columns(
         self, column: str, filters: tuple[FilterDef, ...], *, square: bool = False
-    ) -> tuple[list[str], int, int]:
+    ) -> tuple[list[str], int, int, list[tuple[list[str], int, int]]]:
         """Kernel columns holding the exact limbs of each value (or its square), the base
         exponent and the limb width (floats: as wide as sums over this table allow, so fewer
-        columns; see `exact.sum_limb_bits`)."""
+        columns; see `exact.sum_limb_bits`), and the sparse bands of floats whose exponents lie
+        outside the dense band (`exact.encode_float_bands`): per band, its columns in the second
+        kernel call (`sparse_column`), base exponent and limb width."""
         key = ("limbs", column, filters, square)
         if key not in self.cache:
             t = self.table[column].type
+            sparse: list[tuple[list[str], int, int]] = []
             if pa.types.is_integer(t) and not square:
                 values = _np(pc.fill_null(pc.cast(self.table[column], pa.int64()), 0)).astype(
                     np.int64
@@ -430,19 +440,88 @@ class _Group:
                             f"stddev of {column!r}: integer values beyond 2**53 are not supported",
                             code="bad_type",
                         )
-                enc = (
-                    exact.encode_float_square_limbs(values)
+                banded = (
+                    exact.encode_float_square_bands(values)
                     if square
-                    else exact.encode_float_limbs(values, exact.sum_limb_bits(len(values)))
+                    else exact.encode_float_bands(values, exact.sum_limb_bits(len(values)))
                 )
+                enc = banded.dense
+                for band in banded.sparse:
+                    # Rows outside the mask (filtered out) were encoded with their values:
+                    # the main call skips them by the mask, the sparse call by leaving them out.
+                    keep = mask[band.rows]
+                    if not bool(keep.any()):
+                        continue
+                    rows, limbs = band.rows, band.encoding.limbs
+                    if not bool(keep.all()):
+                        rows, limbs = rows[keep], limbs[keep]
+                    names = [self.sparse_column(rows, limbs[:, k]) for k in range(limbs.shape[1])]
+                    sparse.append((names, band.encoding.base_exp, band.encoding.limb_bits))
             names = [
                 self._add(
                     f"__limb_{len(self.columns)}", np.ascontiguousarray(enc.limbs[:, k]), mask
                 )
                 for k in range(enc.limbs.shape[1])
             ]
-            self.cache[key] = (names, enc.base_exp, enc.limb_bits)
+            self.cache[key] = (names, enc.base_exp, enc.limb_bits, sparse)
         return self.cache[key]
+
+    # The sparse bands' call: a second kernel call over only the rows of sparse bands (values
+    # far from their column's bulk), and only the probes of their keys.
+
+    def sparse_column(self, rows: np.ndarray, values: np.ndarray) -> str:
+        """A column of the sparse call: `values` at the table rows `rows` (the same array for
+        every limb of a band), 0 at its other rows."""
+        name = f"__sparse_{len(self.sparse_columns)}"
+        self.sparse_columns[name] = (rows, values)
+        return name
+
+    def sparse_request(self, op: WindowOp, column: str, time: str, window_us: int | None) -> str:
+        key = (op, column, time, window_us)
+        if key not in self.sparse_requests:
+            self.sparse_requests[key] = WindowRequest(
+                f"__q{len(self.sparse_requests)}", op, column, time, window_us
+            )
+        return self.sparse_requests[key].output
+
+    def sparse_inputs(
+        self, probe_key: np.ndarray, probe_time: np.ndarray
+    ) -> tuple[pa.Table, pa.Table, np.ndarray] | None:
+        """The sparse call's events and probes, and the probes' rows in the whole probe table
+        (None when no probe has a key with sparse rows). Built before `release`."""
+        if not self.sparse_requests:
+            return None
+        # A band's limb columns share its row array: the union is over distinct arrays.
+        bands = {id(r): r for r, _ in self.sparse_columns.values()}
+        if len(bands) == 1:
+            (rows,) = bands.values()
+        else:
+            present = np.zeros(self.table.num_rows, dtype=bool)
+            for r in bands.values():
+                present[r] = True
+            rows = np.flatnonzero(present)
+        keys = self.key[rows]
+        probed = np.flatnonzero(np.isin(probe_key, np.unique(keys)))
+        if not len(probed):
+            return None
+        arrays = {KEY: pa.array(keys, pa.int64())}
+        for time in dict.fromkeys(r.time for r in self.sparse_requests.values()):
+            arrays[time] = pa.array(self.columns[time][rows], pa.int64())
+        where = {k: None if r is rows else np.searchsorted(rows, r) for k, r in bands.items()}
+        for name, (at, values) in self.sparse_columns.items():
+            if where[id(at)] is None:  # the band's rows are all the rows
+                column = np.ascontiguousarray(values, dtype=np.int64)
+            else:
+                column = np.zeros(len(rows), dtype=np.int64)
+                column[where[id(at)]] = values
+            arrays[name] = pa.array(column, pa.int64())
+        probes = pa.table(
+            {
+                KEY: pa.array(probe_key[probed], pa.int64()),
+                PROBE_TIME: pa.array(probe_time[probed], pa.int64()),
+            }
+        )
+        return pa.table(arrays), probes, probed
 
     def inf_columns(self, column: str, filters: tuple[FilterDef, ...]) -> tuple[str, str] | None:
         """Indicator columns of +inf and -inf values, or None when the column has none."""
@@ -529,6 +608,7 @@ class _Group:
         ]
         self.table = self.table.select(list(dict.fromkeys(keep)))
         self.columns.clear()
+        self.sparse_columns.clear()  # in the sparse call's events by now
         kept = ("rank", "order", "valid", "rounded")
         self.cache = {
             k: (None, v[1]) if k[0] == "order" else v  # min/max decoding needs only the lookup
@@ -778,21 +858,23 @@ class _Planned:
             return
         self.outputs["n"] = req(WindowOp.COUNT, g.indicator(col, flt), time, w)
         if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
-            limbs, base, bits = g.limb_columns(col, flt)
+            limbs, base, bits, sparse = g.limb_columns(col, flt)
             self.outputs.update(
                 {f"s1_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs)}
             )
             self.extra["base1"], self.extra["bits1"] = base, bits
+            self.extra["sparse1"] = self._sparse_requests(sparse, time, w)
             infs = g.inf_columns(col, flt)
             if infs is not None:
                 self.outputs["pinf"] = req(WindowOp.COUNT, infs[0], time, w)
                 self.outputs["ninf"] = req(WindowOp.COUNT, infs[1], time, w)
             if fn is AggFunction.STDDEV:
-                limbs2, base2, _ = g.limb_columns(col, flt, square=True)  # 32-bit limbs
+                limbs2, base2, _, sparse2 = g.limb_columns(col, flt, square=True)  # 32-bit
                 self.outputs.update(
                     {f"s2_{i}": req(WindowOp.SUM, c, time, w) for i, c in enumerate(limbs2)}
                 )
                 self.extra["base2"] = base2
+                self.extra["sparse2"] = self._sparse_requests(sparse2, time, w)
         elif fn in (AggFunction.MIN, AggFunction.MAX):
             op = WindowOp.MIN if fn is AggFunction.MIN else WindowOp.MAX
             self.outputs["key"] = req(op, g.value_key_column(col, flt), time, w)
@@ -801,6 +883,15 @@ class _Planned:
             rank_col = g.rank_column(col, mask)
             op = WindowOp.MIN if fn is AggFunction.FIRST else WindowOp.MAX
             self.outputs["rank"] = req(op, rank_col, time, w)
+
+    def _sparse_requests(
+        self, bands: list[tuple[list[str], int, int]], time: str, window_us: int | None
+    ) -> list[tuple[list[str], int, int]]:
+        """The sparse call's SUM requests of each sparse band's limbs: (outputs, base, width)."""
+        return [
+            ([self.group.sparse_request(WindowOp.SUM, c, time, window_us) for c in names], b, w)
+            for names, b, w in bands
+        ]
 
     # decoding -------------------------------------------------------------------------------
 
@@ -867,10 +958,7 @@ class _Planned:
                 s2 = np.stack(
                     [self._column(result, k) for k in self.outputs if k.startswith("s2_")], axis=1
                 )
-                finite_n = n - pinf - ninf
-                var = exact.exact_sample_variance(
-                    finite_n, s1, self.extra["base1"], s2, self.extra["base2"]
-                )
+                var = self._variance(n - pinf - ninf, s1, s2)
                 std = np.sqrt(var)
                 std = np.where((pinf + ninf) > 0, np.nan, std)
                 null = (n < 2) | np.isnan(var) & ((pinf + ninf) == 0)
@@ -902,12 +990,65 @@ class _Planned:
         return self._decode_ranked(spec, result, n, empty)
 
     def _rounded_sum(self, s1: np.ndarray) -> np.ndarray:
-        """The correctly rounded sums of a window's limb sums (shared by sum and mean)."""
+        """The correctly rounded sums of a window's limb sums (shared by sum and mean): of the
+        dense limbs, and where a window holds rows of sparse bands, of all of them exactly."""
         key = ("rounded", tuple(v for k, v in self.outputs.items() if k.startswith("s1_")))
         cache = self.group.cache
         if key not in cache:
-            cache[key] = exact.round_limb_sums(s1, self.extra["base1"])
+            base1 = self.extra["base1"]
+            total = exact.round_limb_sums(s1, base1)
+            at, parts = self._sparse_sums("sparse1")
+            for rows, bands in _blocks(at, [parts]):
+                combined, base = exact.add_limb_sums([(s1[rows], base1, 32), *bands[0]])
+                total[rows] = exact.round_limb_sums(combined, base)
+            cache[key] = total
         return cache[key]
+
+    def _variance(self, n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """The correctly rounded sample variances of windows of `n` finite values: from the
+        dense limbs alone, or where a window holds rows of sparse bands of the values or of
+        their squares (different rows: each has its own bands), from all of them."""
+        base1, base2 = self.extra["base1"], self.extra["base2"]
+        at, parts1, parts2 = self._sparse_sums("sparse1", "sparse2")
+        dense_n = n.copy()
+        dense_n[at] = 0  # rows with sparse sums: below, exactly (dense alone can disagree)
+        var = exact.exact_sample_variance(dense_n, s1, base1, s2, base2)
+        for rows, (bands1, bands2) in _blocks(at, [parts1, parts2]):
+            c1, b1 = exact.add_limb_sums([(s1[rows], base1, 32), *bands1])
+            c2, b2 = exact.add_limb_sums([(s2[rows], base2, 32), *bands2])
+            var[rows] = exact.exact_sample_variance(n[rows], c1, b1, c2, b2)
+        return var
+
+    def _sparse_sums(self, *keys: str) -> Any:
+        """The probe rows whose windows hold a row of a sparse band of `keys` ("sparse1": the
+        values', "sparse2": the squares'; a nonzero limb sum), and per key the sparse call's
+        limb sums of each band at those rows: ``(limb sums, base, limb width)``."""
+        found = self.group.sparse_result
+        bands = [self.extra.get(k, []) for k in keys]
+        if found is None or not any(bands):
+            return (np.zeros(0, np.int64), *([] for _ in keys))
+        probed, table = found
+        # SUM results have no nulls: int64 views of the kernel's columns, no copies.
+        columns = [
+            [
+                ([_np(table[c]).astype(np.int64, copy=False) for c in names], b, w)
+                for names, b, w in key
+            ]
+            for key in bands
+        ]
+        hit = np.zeros(len(probed), dtype=bool)
+        for key in columns:
+            for limbs, _, _ in key:
+                for limb in limbs:
+                    hit |= limb != 0
+        at = np.flatnonzero(hit)
+        return (
+            probed[at],
+            *(
+                [(np.stack([limb[at] for limb in limbs], axis=1), b, w) for limbs, b, w in key]
+                for key in columns
+            ),
+        )
 
     def _decode_ranked(
         self, spec: AggregationSpec, result: pa.Table, n: np.ndarray, empty: np.ndarray
@@ -937,6 +1078,21 @@ class _Planned:
         return pa.ListArray.from_arrays(
             pa.array(offsets.astype(np.int32), pa.int32()), flat.cast(spec.output_type.value_type)
         )
+
+
+_COMBINE_ROWS = 1 << 16
+"""Rows per block of the exact combination of dense and sparse sums: its arrays are as wide as
+the values' whole exponent span (~66 limbs for 5e-324 with 1e300)."""
+
+
+_Sums = list[tuple[np.ndarray, int, int]]  # limb sums of bands: (sums, base, limb width)
+
+
+def _blocks(rows: np.ndarray, parts: list[_Sums]) -> Iterator[tuple[np.ndarray, list[_Sums]]]:
+    """`rows` and the matching rows of every part's limb sums, in blocks of `_COMBINE_ROWS`."""
+    for lo in range(0, len(rows), _COMBINE_ROWS):
+        block = slice(lo, lo + _COMBINE_ROWS)
+        yield rows[block], [[(s[block], b, w) for s, b, w in part] for part in parts]
 
 
 def _null_where(values: pa.Array | pa.ChunkedArray, null: np.ndarray, t: pa.DataType) -> pa.Array:
@@ -1042,10 +1198,16 @@ def compute_pit_table(
             for g in gs:
                 planned = [_Planned(s, g) for s in g.specs]
                 _count_asof_ties(g, report)
+                sparse = g.sparse_inputs(probe_key, t)
                 events = g.events_table()
                 g.release()  # the kernel columns live on in `events`; the rest can go
                 result = kernel.window_aggregate(events, probes, list(g.requests.values()))
                 del events
+                if sparse is not None:  # values far from their column's bulk (few rows)
+                    found = kernel.window_aggregate(
+                        sparse[0], sparse[1], list(g.sparse_requests.values())
+                    )
+                    g.sparse_result = (sparse[2], found)
                 for p in planned:
                     outputs[p.spec.name] = p.decode(result, t)
     table = spine

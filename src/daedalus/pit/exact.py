@@ -5,21 +5,31 @@
 # exact integers ("limbs"), the engines only ever add (or min/max) int64s, which is associative
 # and therefore order independent, and the core decodes the integer sums with a single, correct
 # rounding. Everything on the fast paths is column-vectorised numpy: these run over 10M-row arrays.
+# The number of limbs follows a column's exponent span, so a few values far from the bulk are
+# split off into sparse bands (`encode_float_bands`) rather than widening every row.
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DENSE_LIMBS",
+    "DENSE_SQUARE_LIMBS",
     "LIMB_BITS",
     "MAX_SUM_ROWS",
+    "BandedEncoding",
     "LimbEncoding",
+    "SparseBand",
+    "add_limb_sums",
+    "encode_float_bands",
     "encode_float_limbs",
+    "encode_float_square_bands",
     "encode_float_square_limbs",
     "encode_int_limbs",
     "exact_sample_variance",
@@ -52,6 +62,28 @@ _MIN_EXP: Final = -1074  # exponent of the smallest subnormal, 2**-1074
 _PAD: Final = 3  # zero digits appended so a 64-bit window read never indexes out of range
 _U: Final = np.uint64
 _WIDEST_LIMB: Final = 52  # a limb must stay an exact float64 integer while it is encoded
+_WIDE_SPAN: Final = 1000  # wider spans overflow the float encoder: 32-bit integer path
+
+DENSE_LIMBS: Final[int] = 3
+"""Most limbs of a value column's dense band (`encode_float_bands`): a column whose exponent
+span needs more is split into a dense band of the bulk and sparse bands of the other rows."""
+
+DENSE_SQUARE_LIMBS: Final[int] = 6
+"""Most 32-bit limbs of the squares' dense band (`encode_float_square_bands`): 6 hold the
+squares of values spanning 96 bits (the benchmark's dwell times span 66 bits: 5 limbs)."""
+
+_SPARSE_ROW_COST: Final = 64
+"""What a row in a sparse band costs beyond its limbs, in limb cells of a dense row: its share
+of the second kernel call (the probes of its key, each reading every sparse limb sum) and of
+the exact combination at decode. Deliberately high: saving one dense limb is worth a split only
+when about 1 row in 70 or fewer leaves the band; saving 60 limbs (5e-324 among dwell times)
+is worth it even when nearly half the rows are sparse, as long as they share a few bands."""
+
+# Cells of the (lowest set bit, top) exponent histogram (`_exponent_cells`): a nonzero value
+# with 2**lsb its lowest set bit and |x| < 2**top is cell 1 + (lsb + 1074) * 64 + (top - lsb),
+# top - lsb in 1..53; zero is cell 0.
+_SPAN_SLOTS: Final = 64
+_CELLS: Final = 1 + (1023 - _MIN_EXP + 1) * _SPAN_SLOTS
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +106,36 @@ class LimbEncoding:
     def n_limbs(self) -> int:
         """Number of limb columns K."""
         return int(self.limbs.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class SparseBand:
+    """The exact encoding of a few rows of a column (a band of exponents the dense one lacks)."""
+
+    rows: npt.NDArray[np.int64]  # sorted row numbers into the encoded column
+    encoding: LimbEncoding  # of those rows' values (or squares), one row each, in that order
+
+
+@dataclass(frozen=True, eq=False)
+class BandedEncoding:
+    """A column's values (or squares) as a dense encoding of every row plus sparse bands.
+
+    Invariant: ``value[i] == dense(i) + band(i)`` exactly, where ``dense(i)`` is the value of
+    ``dense.limbs[i]`` (see `LimbEncoding`) and ``band(i)`` that of row i's limbs in the one
+    sparse band listing it (0 when none does); a row listed in a band has all-zero dense limbs.
+    So a window's sum is the dense limbs' sum plus each band's sum over the window's rows of
+    that band, all exact integers (`add_limb_sums` adds them up; `round_limb_sums` rounds).
+    """
+
+    dense: LimbEncoding
+    sparse: tuple[SparseBand, ...] = ()
+
+    @property
+    def outlier_rows(self) -> npt.NDArray[np.int64]:
+        """The rows of every sparse band, sorted."""
+        if not self.sparse:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(np.concatenate([band.rows for band in self.sparse]))
 
 
 # --------------------------------------------------------------------------- order keys
@@ -118,21 +180,36 @@ def encode_float_limbs(x: npt.ArrayLike, limb_bits: int = LIMB_BITS) -> LimbEnco
     none), and K is the fewest limbs of ``limb_bits`` bits (32 to 52; see `sum_limb_bits`)
     holding the largest value at that scale (at least 1). Subnormals and huge magnitude spans
     work; a span of 1e-300..1e300 needs ~64 limbs of 32 bits (spans wider than 1000 bits are
-    always encoded in 32-bit limbs: read the result's ``limb_bits``).
+    always encoded in 32-bit limbs: read the result's ``limb_bits``). `encode_float_bands`
+    keeps K small when only a few values make the span wide.
     ±0.0 both encode to all-zero limbs (sums therefore decode to +0.0).
     Raises ValueError if ``x`` is not 1-D or contains NaN or ±inf, or for a limb width outside
     32..52; TypeError if not floating.
     """
-    if not LIMB_BITS <= limb_bits <= _WIDEST_LIMB:
-        raise ValueError(
-            f"encode_float_limbs: limb_bits must be {LIMB_BITS}..{_WIDEST_LIMB}, got {limb_bits}"
-        )
+    _check_limb_bits(limb_bits, "encode_float_limbs")
     a = _as_float64_1d(x, "encode_float_limbs")
     if not a.size or not bool(np.any(a)):
         return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
-    base = _lowest_set_bit_exponent(a)
-    top = _top_exponent(a)
-    if top - base > 1000:  # |value| / 2**base would overflow float64: the integer path
+    return _encode_float_limbs_at(a, _lowest_set_bit_exponent(a), _top_exponent(a), limb_bits, None)
+
+
+def _check_limb_bits(limb_bits: int, who: str) -> None:
+    if not LIMB_BITS <= limb_bits <= _WIDEST_LIMB:
+        raise ValueError(f"{who}: limb_bits must be {LIMB_BITS}..{_WIDEST_LIMB}, got {limb_bits}")
+
+
+def _encode_float_limbs_at(
+    a: npt.NDArray[np.float64],
+    base: int,
+    top: int,
+    limb_bits: int,
+    cut: list[npt.NDArray[np.int64]] | None,
+) -> LimbEncoding:
+    """`encode_float_limbs` of `a` at a known lowest set bit `base` and top: every value is a
+    multiple of ``2**base`` below ``2**top``, or, with a `cut` list, the values that are not
+    (`_outside`) are encoded as 0 and their row numbers appended to `cut`, block by block."""
+    if top - base > _WIDE_SPAN:  # |value| / 2**base would overflow float64: the integer path
+        assert cut is None  # a band is never this wide
         return _encode_float_limbs_wide(a)
     k = max(1, -(-(top - base) // limb_bits))
     down, up = 2.0**-limb_bits, 2.0**limb_bits
@@ -149,7 +226,11 @@ def encode_float_limbs(x: npt.ArrayLike, limb_bits: int = LIMB_BITS) -> LimbEnco
         part = a[lo : lo + _BLOCK]
         y, floor, higher, scaled = (b[: len(part)] for b in buffers)
         np.abs(part, out=y)
-        np.ldexp(y, -base, out=y)  # an integer: every value is a multiple of 2**base
+        outside = None if cut is None else _outside(y, base, top, lo, cut)
+        with np.errstate(over="ignore"):  # only values outside the band can overflow
+            np.ldexp(y, -base, out=y)  # an integer: every value is a multiple of 2**base
+        if outside is not None:
+            y[outside] = 0.0
         np.copyto(floor, y)
         for j in range(k):
             np.multiply(y, down, out=y)  # |value| / 2**(base + b (j + 1))
@@ -160,6 +241,27 @@ def encode_float_limbs(x: npt.ArrayLike, limb_bits: int = LIMB_BITS) -> LimbEnco
             limbs[lo : lo + len(part), j] = floor
             floor, higher = higher, floor
     return LimbEncoding(limbs=limbs, base_exp=base, limb_bits=limb_bits)
+
+
+def _outside(
+    mag: npt.NDArray[np.float64],
+    base: int,
+    top: int,
+    lo: int,
+    cut: list[npt.NDArray[np.int64]],
+) -> npt.NDArray[np.int64] | None:
+    """The rows of a block of magnitudes `mag` (rows `lo`...) outside the band: nonzero and
+    not a multiple of ``2**base`` below ``2**top``. Appends their row numbers to `cut` and
+    returns their positions in the block (None when there are none)."""
+    with np.errstate(over="ignore"):  # 2**1024 and values far above the band overflow
+        scaled = np.ldexp(mag, -base)  # exact for |x| >= 2**base
+        out = (mag >= np.ldexp(1.0, top)) | (np.floor(scaled) != scaled)
+    out |= (mag < np.ldexp(1.0, base)) & (mag != 0.0)  # tiny values may underflow to 0 above
+    at = np.flatnonzero(out)
+    if not len(at):
+        return None
+    cut.append(at + lo)
+    return at
 
 
 def sum_limb_bits(rows: int) -> int:
@@ -188,14 +290,57 @@ def relimb(sums: npt.ArrayLike, limb_bits: int) -> npt.NDArray[np.int64]:
     m, k = a.shape
     out = np.zeros((m, (limb_bits * (k - 1)) // 32 + 3), dtype=np.int64)
     for j in range(k):
-        q, r = divmod(limb_bits * j, 32)
-        col = a[:, j]
-        low = (col & _I32) << np.int64(r)  # < 2**63: the low 32 bits shifted into place
-        high = (col >> np.int64(32)) << np.int64(r)  # |.| <= 2**62, signed
-        out[:, q] += low & _I32
-        out[:, q + 1] += (low >> np.int64(32)) + (high & _I32)
-        out[:, q + 2] += high >> np.int64(32)
+        _add_shifted(out, a[:, j], limb_bits * j)
     return out
+
+
+def _add_shifted(out: npt.NDArray[np.int64], col: npt.NDArray[np.int64], offset: int) -> None:
+    """Add ``col * 2**offset`` (any int64s) into the 32-bit limb sums `out`, exactly: three
+    entries from column ``offset // 32`` on grow by less than ``2**33`` each in magnitude."""
+    q, r = divmod(offset, 32)
+    if r == 0:  # aligned: the low 32 bits and the (signed) rest
+        out[:, q] += col & _I32
+        out[:, q + 1] += col >> np.int64(32)
+        return
+    low = (col & _I32) << np.int64(r)  # < 2**63: the low 32 bits shifted into place
+    high = (col >> np.int64(32)) << np.int64(r)  # |.| <= 2**62, signed
+    out[:, q] += low & _I32
+    out[:, q + 1] += (low >> np.int64(32)) + (high & _I32)
+    out[:, q + 2] += high >> np.int64(32)
+
+
+def add_limb_sums(
+    parts: Sequence[tuple[npt.ArrayLike, int, int]],
+) -> tuple[npt.NDArray[np.int64], int]:
+    """The exact row-wise total of limb sums at different scales, as one 32-bit limb sum.
+
+    Each part is ``(sums, base_exp, limb_bits)`` with row i denoting
+    ``sum_k sums[i, k] * 2**(limb_bits * k + base_exp)`` (any int64 contents; every part has
+    the same rows). Returns ``(out, base)`` with row i of `out` denoting the sum of the parts'
+    row i as ``sum_j out[i, j] * 2**(32 * j + base)``, ``base`` the smallest ``base_exp``:
+    what `round_limb_sums` and `exact_sample_variance` take. Entries are not normalised; each
+    stays below ``3 * len(parts) * 2**33`` in magnitude. For a dense band's sums plus those of
+    sparse bands (`BandedEncoding`); the width follows the parts' span (e.g. ~66 columns for
+    5e-324 and 1e300 together), so callers pass only the rows that need it.
+    Raises ValueError for no parts, mismatched row counts, a non-2-D part or a limb width
+    outside 32..52; TypeError for non-integer sums.
+    """
+    if not parts:
+        raise ValueError("add_limb_sums: no parts")
+    arrays = []
+    for sums, base, bits in parts:
+        _check_limb_bits(bits, "add_limb_sums")
+        arrays.append((_as_sums(sums, LIMB_BITS, "add_limb_sums"), int(base), int(bits)))
+    m = arrays[0][0].shape[0]
+    if any(a.shape[0] != m for a, _, _ in arrays):
+        raise ValueError(f"add_limb_sums: row counts differ: {[a.shape[0] for a, _, _ in arrays]}")
+    common = min(base for _, base, _ in arrays)
+    width = max((base - common + bits * (a.shape[1] - 1)) // 32 for a, base, bits in arrays) + 3
+    out = np.zeros((m, width), dtype=np.int64)
+    for a, base, bits in arrays:
+        for j in range(a.shape[1]):
+            _add_shifted(out, a[:, j], base - common + bits * j)
+    return out, common
 
 
 def _top_exponent(a: npt.NDArray[np.float64]) -> int:
@@ -267,12 +412,23 @@ def encode_float_square_limbs(x: npt.ArrayLike) -> LimbEncoding:
         return LimbEncoding(limbs=np.zeros((a.size, 1), dtype=np.int64), base_exp=0)
     # The same base and top as a row-wise decomposition would give (lowest set bit overall,
     # and |x| < 2**top), found without one: then the rows are encoded in blocks.
-    base = _lowest_set_bit_exponent(a)
-    top = _top_exponent(a)
+    return _encode_float_square_limbs_at(a, _lowest_set_bit_exponent(a), _top_exponent(a), None)
+
+
+def _encode_float_square_limbs_at(
+    a: npt.NDArray[np.float64], base: int, top: int, cut: list[npt.NDArray[np.int64]] | None
+) -> LimbEncoding:
+    """`encode_float_square_limbs` of `a` whose values are multiples of ``2**base`` below
+    ``2**top``; with a `cut` list, as `_encode_float_limbs_at` does with one."""
     k = max(1, -(-(2 * (top - base)) // LIMB_BITS))
     limbs = np.empty((a.size, k), dtype=np.int64, order="F")  # each limb column contiguous
     for start in range(0, a.size, _BLOCK):
         part = a[start : start + _BLOCK]
+        if cut is not None:
+            outside = _outside(np.abs(part), base, top, start, cut)
+            if outside is not None:
+                part = part.copy()
+                part[outside] = 0.0
         _neg, mant, lsb, _top, nonzero = _decompose(part)
         shift = np.where(nonzero, 2 * (lsb - base), 0)
         # m = hi * 2**32 + lo with hi < 2**21: m**2 = hi**2 * 2**64 + 2*hi*lo * 2**32 + lo**2,
@@ -294,6 +450,213 @@ def encode_float_square_limbs(x: npt.ArrayLike) -> LimbEncoding:
         _scatter_add(block, q, d, None)
         limbs[start : start + len(part)] = block
     return LimbEncoding(limbs=limbs, base_exp=2 * base)
+
+
+# --------------------------------------------------------------------------- bands
+
+
+def encode_float_bands(
+    x: npt.ArrayLike, limb_bits: int = LIMB_BITS, *, max_limbs: int = DENSE_LIMBS
+) -> BandedEncoding:
+    """Encode finite floats exactly as a dense band of the bulk plus sparse bands of the rest.
+
+    A column whose values fit ``max_limbs`` limbs of ``limb_bits`` bits at one scale is
+    ``encode_float_limbs(x, limb_bits)`` with no sparse band: the common case costs nothing
+    more. Otherwise one value far from the others (5e-324 among dwell times) would widen every
+    row's encoding; instead, the exponent band of at most ``max_limbs`` limbs holding the most
+    rows is encoded densely, and the rows outside it go into sparse bands (each at most
+    ``max_limbs`` limbs of its own, or one band over all of them when that has fewer limbs),
+    chosen by an estimate of the cost (`_plan_bands`): when most rows would be outside any
+    band, the single full-span encoding is kept. Every band's limbs obey `LimbEncoding`'s
+    bound for ``limb_bits`` (spans over 1000 bits use 32-bit limbs). See `BandedEncoding`.
+    Raises like `encode_float_limbs`, and ValueError for ``max_limbs < 1``.
+    """
+    _check_limb_bits(limb_bits, "encode_float_bands")
+    a = _as_float64_1d(x, "encode_float_bands")
+    return _banded(a, limb_bits, max_limbs, square=False)
+
+
+def encode_float_square_bands(
+    x: npt.ArrayLike, *, max_limbs: int = DENSE_SQUARE_LIMBS
+) -> BandedEncoding:
+    """`encode_float_bands` for the exact squares (32-bit limbs, `encode_float_square_limbs`).
+
+    The squares' bands are chosen on the squares' own exponents (twice the values'), so a
+    value inside the values' dense band may well be a sparse row here, and the other way round.
+    Raises like `encode_float_square_limbs`, and ValueError for ``max_limbs < 1``.
+    """
+    a = _as_float64_1d(x, "encode_float_square_bands")
+    return _banded(a, LIMB_BITS, max_limbs, square=True)
+
+
+def _banded(
+    a: npt.NDArray[np.float64], limb_bits: int, max_limbs: int, *, square: bool
+) -> BandedEncoding:
+    if max_limbs < 1:
+        raise ValueError(f"encode_float_bands: max_limbs must be >= 1, got {max_limbs}")
+    scale = 2 if square else 1  # squares' exponents are twice the values'
+
+    def encode(values: npt.NDArray[np.float64], base: int, top: int, cut: Any) -> LimbEncoding:
+        if square:
+            return _encode_float_square_limbs_at(values, base, top, cut)
+        return _encode_float_limbs_at(values, base, top, limb_bits, cut)
+
+    if not a.size or not bool(np.any(a)):
+        return BandedEncoding(LimbEncoding(np.zeros((a.size, 1), dtype=np.int64), 0))
+    base, top = _lowest_set_bit_exponent(a), _top_exponent(a)
+    if _n_limbs(scale * (top - base), limb_bits, square) <= max_limbs:
+        return BandedEncoding(encode(a, base, top, None))
+    # The exponent histogram, block by block (no per-row array: fresh memory costs more than
+    # recomputing a block's cells), then the plan on its few occupied cells.
+    counts = np.zeros(_CELLS, dtype=np.int64)
+    for lo in range(0, a.size, _BLOCK):
+        counts += np.bincount(_exponent_cells(a[lo : lo + _BLOCK]), minlength=_CELLS)
+    occupied = np.flatnonzero(counts[1:]) + 1  # cell 0 is zero: in every band
+    lsb = (occupied - 1) // _SPAN_SLOTS + _MIN_EXP
+    tops = lsb + (occupied - 1) % _SPAN_SLOTS
+    band = _plan_bands(
+        scale * lsb, scale * tops, counts[occupied], a.size, limb_bits, max_limbs, square=square
+    )
+    if band is None:  # no split is cheaper
+        return BandedEncoding(encode(a, base, top, None))
+    # The dense band: the rows of its cells are exactly the multiples of 2**base_d (or zero)
+    # below 2**top_d, so the encoder finds the others (the outliers) as it goes.
+    dense_cells = band < 0
+    cut: list[npt.NDArray[np.int64]] = []
+    dense = encode(a, int(lsb[dense_cells].min()), int(tops[dense_cells].max()), cut)
+    outliers = np.concatenate(cut) if cut else np.zeros(0, dtype=np.int64)
+    band_of_cell = np.full(_CELLS, -1, dtype=np.int64)
+    band_of_cell[occupied] = band
+    of_outlier = band_of_cell[_exponent_cells(a[outliers])]
+    assert bool((of_outlier >= 0).all()), "a row outside the dense band has no sparse band"
+    sparse = []
+    for j in range(int(band.max()) + 1):
+        rows = outliers[of_outlier == j]
+        mine = band == j
+        values = a[rows]
+        sparse.append(
+            SparseBand(rows, encode(values, int(lsb[mine].min()), int(tops[mine].max()), None))
+        )
+    return BandedEncoding(dense, tuple(sparse))
+
+
+def _n_limbs(span: int, limb_bits: int, square: bool) -> int:
+    """Limbs of an encoding of values (or squares, whose `span` is already doubled) spanning
+    `span` bits: what `_encode_float_limbs_at` and `_encode_float_square_limbs_at` make."""
+    if square or span > _WIDE_SPAN:
+        return max(1, -(-span // LIMB_BITS))
+    return max(1, -(-span // limb_bits))
+
+
+def _exponent_cells(a: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+    """Each value's cell of the exponent histogram: 0 for zero, else
+    ``1 + (lsb + 1074) * 64 + (top - lsb)`` with 2**lsb its lowest set bit and |x| < 2**top."""
+    cells = np.empty(a.size, dtype=np.int32)
+    size = min(a.size, _BLOCK)
+    mag, low, frac = np.empty(size), np.empty(size), np.empty(size)
+    top, lsb, cleared = np.empty(size, np.int32), np.empty(size, np.int32), np.empty(size, np.int64)
+    for lo in range(0, a.size, _BLOCK):
+        part = a[lo : lo + _BLOCK]
+        n = len(part)
+        m, lw, fr, tp, ls, cl = mag[:n], low[:n], frac[:n], top[:n], lsb[:n], cleared[:n]
+        np.abs(part, out=m)
+        bits = m.view(np.int64)
+        np.frexp(m, out=(fr, tp))  # |x| < 2**top; (0, 0) for zero
+        np.subtract(bits, 1, out=cl)
+        np.bitwise_and(bits, cl, out=cl)
+        # As in `_lowest_set_bit_exponent`: value minus value-without-its-lowest-bit is that
+        # bit, unless the fraction field is zero (a power of two is its own lowest bit).
+        np.subtract(m, cl.view(np.float64), out=lw)
+        power_of_two = (bits & _FRACTION) == 0
+        np.copyto(lw, m, where=power_of_two)
+        np.frexp(lw, out=(fr, ls))  # lowest bit 2**(ls - 1)
+        out = cells[lo : lo + n]
+        np.add(ls, -1 - _MIN_EXP, out=out)  # lsb + 1074, with lsb = ls - 1
+        out *= _SPAN_SLOTS
+        out += tp
+        out -= ls
+        out += 2  # + 1 + (top - lsb)
+        out[m == 0.0] = 0
+    return cells
+
+
+def _plan_bands(
+    lsb: npt.NDArray[np.int64],
+    top: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    n_rows: int,
+    limb_bits: int,
+    max_limbs: int,
+    *,
+    square: bool,
+) -> npt.NDArray[np.int64] | None:
+    """Each occupied exponent cell's band (-1: the dense band, j >= 0: sparse band j), or None
+    when one encoding of the whole span is the cheapest.
+
+    Cells are (lowest set bit, top) exponent pairs of the encoded numbers with their row
+    counts. Cost, in limb cells: every row carries the dense band's limbs, and a sparse row
+    its band's limbs plus `_SPARSE_ROW_COST`. For each dense width of 1 to `max_limbs` limbs,
+    the band start holding the most rows is found by a difference array over starts (a cell
+    fits the band ``[B, B + W)`` iff ``top - W <= B <= lsb``); the rows outside are banded
+    greedily (`_sparse_bands`). The cheapest choice wins, one full encoding included.
+    """
+    width = LIMB_BITS if square else limb_bits
+    total = int(counts.sum())
+    best_cost = n_rows * _n_limbs(int(top.max() - lsb.min()), limb_bits, square)
+    best = None
+    for k in range(1, max_limbs + 1):
+        w = k * width
+        fits = (top - lsb) <= w
+        if not bool(fits.any()):
+            continue
+        first, last = top[fits] - w, lsb[fits]
+        offset = int(first.min())
+        diff = np.zeros(int(last.max()) - offset + 2, dtype=np.int64)
+        np.add.at(diff, first - offset, counts[fits])
+        np.add.at(diff, last - offset + 1, -counts[fits])
+        start = offset + int(np.argmax(np.cumsum(diff)))
+        dense = (lsb >= start) & (top <= start + w)
+        outside = total - int(counts[dense].sum())
+        band, sparse_limbs = _sparse_bands(lsb, top, ~dense, limb_bits, max_limbs, square)
+        cost = n_rows * k + outside * (sparse_limbs + _SPARSE_ROW_COST)
+        if cost < best_cost:
+            best_cost, best = cost, band
+    return best
+
+
+def _sparse_bands(
+    lsb: npt.NDArray[np.int64],
+    top: npt.NDArray[np.int64],
+    chosen: npt.NDArray[np.bool_],
+    limb_bits: int,
+    max_limbs: int,
+    square: bool,
+) -> tuple[npt.NDArray[np.int64], int]:
+    """The bands of the `chosen` cells (-1 elsewhere) and their total limb count: greedy bands
+    of at most `max_limbs` limbs (each starts at the lowest remaining bit and takes every cell
+    that fits; wider only if one value needs more), or one band over them all when that needs
+    fewer limbs."""
+    band = np.full(len(lsb), -1, dtype=np.int64)
+    if not bool(chosen.any()):
+        return band, 0
+    # At least as wide as the widest value (53 bits, or 106 for a square), so that every band
+    # takes the cells starting at its lowest bit.
+    w = max(max_limbs * (LIMB_BITS if square else limb_bits), int((top - lsb)[chosen].max()))
+    left = chosen.copy()
+    limbs = 0
+    j = 0
+    while bool(left.any()):
+        start = int(lsb[left].min())
+        take = left & (top <= start + w)  # every left cell has lsb >= start
+        band[take] = j
+        limbs += _n_limbs(int(top[take].max()) - start, limb_bits, square)
+        left &= ~take
+        j += 1
+    single = _n_limbs(int(top[chosen].max() - lsb[chosen].min()), limb_bits, square)
+    if single < limbs:
+        band[chosen] = 0
+        return band, single
+    return band, limbs
 
 
 def encode_int_limbs(x: npt.ArrayLike) -> LimbEncoding:
