@@ -670,7 +670,7 @@ def pipeline_train(
         int | None,
         Parameter(
             help="The most spine rows computed together: consecutive days are batched up to "
-            "this many rows, one engine call per feature view per batch (default 1,000,000; "
+            "this many rows, one engine call per feature view per batch (default 500,000; "
             "env DAEDA_BATCH_ROWS). Lower it to bound memory on a small machine; the output "
             "is the same."
         ),
