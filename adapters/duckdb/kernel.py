@@ -126,10 +126,11 @@ class DuckDBKernel(WindowKernel):
                 columns = _chunk(con, events, chunk, by_time)
                 positions.append(rows)
                 parts.append(pa.table({r.output: columns[r.output] for r in requests}))
-        except (duckdb.InterruptException, RuntimeError) as exc:
-            # DuckDB turns Ctrl-C (SIGINT) into its own "interrupted" error: give the caller
-            # the KeyboardInterrupt it would have had, so a run stops as cancelled.
-            if isinstance(exc, duckdb.InterruptException) or "interrupted" in str(exc).lower():
+        except (duckdb.Error, RuntimeError) as exc:
+            # DuckDB turns Ctrl-C (SIGINT) into an error of its own ("Query interrupted", or
+            # an input error wrapping the KeyboardInterrupt raised while it read an Arrow
+            # table): give the caller the KeyboardInterrupt, so a run stops as cancelled.
+            if isinstance(exc, duckdb.InterruptException) or "interrupt" in str(exc).lower():
                 raise KeyboardInterrupt(str(exc)) from exc
             raise
         finally:
