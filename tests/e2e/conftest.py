@@ -32,6 +32,24 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: A service whose source has no file, to drop into a workspace's catalog: its training job
+#: fails (the catalog itself is valid).
+LOST_SERVICE = """\
+kind: feature_view
+name: lost_activity
+entity: user
+source: {path: data/lost/*.parquet, timestamp: event_ts}
+schema: {user_id: BIGINT, event_ts: TIMESTAMPTZ}
+aggregations:
+  - {name: lost_events_1d, function: count, window: 1d}
+---
+kind: feature_service
+name: lost_ranking
+spine: {path: data/impressions/*.parquet, timestamp: ts, entity: [user, artwork]}
+features: [lost_activity:*]
+"""
+
+
 def copy_workspace(source: Path, dest: Path) -> Path:
     """A copy of a workspace (its data, catalog and anything written into it) at `dest`."""
     shutil.copytree(source, dest)

@@ -19,26 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import copy_workspace
+from tests.e2e.conftest import LOST_SERVICE, copy_workspace
 
 DAEDA = Path(sys.executable).with_name("daeda")
 TOKEN = "lifetime-token"
 FINISHED = ("succeeded", "failed", "cancelled")
-#: A service whose source has no file: its job fails (the catalog itself is valid).
-LOST_SERVICE = """\
-kind: feature_view
-name: lost_activity
-entity: user
-source: {path: data/lost/*.parquet, timestamp: event_ts}
-schema: {user_id: BIGINT, event_ts: TIMESTAMPTZ}
-aggregations:
-  - {name: lost_events_1d, function: count, window: 1d}
----
-kind: feature_service
-name: lost_service
-spine: {path: data/impressions/*.parquet, timestamp: ts, entity: [user, artwork]}
-features: [lost_activity:*]
-"""
 
 
 @pytest.fixture
@@ -101,7 +86,7 @@ def test_the_server_answers_two_minutes_after_its_jobs(server: str) -> None:
         second = call(client, "pipeline.train", {**train, "force": True})
         call(client, "job.cancel", {"job_id": second["id"]})
         assert wait(client, second["id"])["state"] == "cancelled"
-        lost = {"service": "lost_service", "start": "2026-10-01", "end": "2026-10-01"}
+        lost = {"service": "lost_ranking", "start": "2026-10-01", "end": "2026-10-01"}
         third = wait(client, call(client, "pipeline.train", lost)["id"])
         assert third["state"] == "failed" and third["error"]["kind"] == "invalid_input"
         while time.monotonic() - ended < 125:

@@ -36,7 +36,7 @@ from mcp.shared.exceptions import MCPError
 
 from daedalus.app.application import USE_CASES
 from daedalus.app.jsonable import jsonable
-from tests.e2e.conftest import copy_workspace
+from tests.e2e.conftest import LOST_SERVICE, copy_workspace
 
 REPO = Path(__file__).resolve().parents[2]
 DAEDA = Path(sys.executable).with_name("daeda")
@@ -514,21 +514,6 @@ def test_a_catalog_link_to_a_file_outside_is_refused_without_quoting_it(
 
 # -- a server survives its jobs ----------------------------------------------------------------
 
-#: A service whose source has no file: its training job fails (the catalog itself is valid).
-LOST_SERVICE = """\
-kind: feature_view
-name: lost_activity
-entity: user
-source: {path: data/lost/*.parquet, timestamp: event_ts}
-schema: {user_id: BIGINT, event_ts: TIMESTAMPTZ}
-aggregations:
-  - {name: lost_events_1d, function: count, window: 1d}
----
-kind: feature_service
-name: lost_ranking
-spine: {path: data/impressions/*.parquet, timestamp: ts, entity: [user, artwork]}
-features: [lost_activity:*]
-"""
 #: How long the server is kept busy after its first job ended (Ray used to die at ~60 s).
 KEEP_CALLING = 122.0
 #: The longest any one call may take to answer.
