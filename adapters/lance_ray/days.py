@@ -1,29 +1,33 @@
-"""`RayDayRunner`: training days as Ray tasks on a cluster — the scale-out path.
+"""`RayDayRunner`: batches of training days as Ray tasks on a cluster — the scale-out path.
 
-The driver (the process running `run_pipeline`) decides which days need work, then submits one
-Ray task per day: the day function (plan, identity, aggregator, enricher, sink — adapters that
-hold settings, not connections) is put in the object store once and each task runs it for its
-day. Inside the task the enricher runs Ray Data on the same cluster (Ray is already initialised
-in a worker), so a day's enrich batches spread over the cluster too.
+The driver (the process running `run_pipeline`) decides which days need work and groups them
+into batches, then submits one Ray task per batch: the batch function (plan, identities,
+aggregator, enricher, sink — adapters that hold settings, not connections) is put in the object
+store once and each task runs it for its batch. Inside the task a large batch's enrich runs
+Ray Data on the same cluster (Ray is already initialised in a worker); a small one pools in
+the task's process.
 
-Scheduling. Each day task asks for `DAY_TASK_CPUS` logical CPUs, and an enrich inside it
+Scheduling. Each task asks for `DAY_TASK_CPUS` logical CPUs, and an enrich on Ray Data inside it
 holds a pool of actors (`enricher.num_actors` × 0.5 CPU, 1 CPU by default) while its read and
-write tasks (0.5 CPU each) come and go. If the long-lived reservations (day tasks plus actor
-pools) took every CPU, no read task could start and every day would wait forever; so by
-default at most half the cluster's CPUs (rounded down, at least 1) days are in flight:
+write tasks (0.5 CPU each) come and go. If the long-lived reservations (tasks plus actor pools)
+took every CPU, no read task could start and every batch would wait forever; so by default at
+most half the cluster's CPUs (rounded down, at least 1) batches are in flight:
 `limit × 1.5 ≤ 0.75 × CPUs`, which leaves room for the short tasks on any cluster of 2 CPUs or
 more. `max_in_flight` overrides it (then keep `limit × 1.5 < CPUs`).
 
-Memory. At most `limit` days are in flight and a task returns only its small `DayResult`; the
-rows go straight from the worker to the sink. So the output directory must be on a filesystem
-every node sees at the same path (NFS, a shared volume; on one machine, any local directory),
-and so must the workspace's sources and embedding stores. Each day is still published
-atomically by the sink (staging directory, then rename), so a day cancelled or killed half-way
-leaves nothing visible; a force-killed task's staging directory is swept by the next run.
+Memory. At most `limit` batches are in flight and a task returns only its small `DayResult`s;
+the rows go straight from the worker to the sink. So the output directory must be on a
+filesystem every node sees at the same path (NFS, a shared volume; on one machine, any local
+directory), and so must the workspace's sources and embedding stores. Each day is still
+published atomically by the sink (staging directory, then an exchange of directories), so a
+batch cancelled or killed half-way leaves no partial day; a force-killed task's staging
+directory is swept by the next run.
 
-Errors. A day that raises stops the run: the days in flight are cancelled (their staging is
-thrown away) and the day's own exception — a `PitError`, `SinkError`, ... unwrapped from Ray's
-`RayTaskError` — propagates, with the remote traceback attached as a note.
+Errors. A batch that raises stops the run: the batches in flight are cancelled (their staging
+is thrown away) and the batch's own exception — a `PitError`, `SinkError`, ... unwrapped from
+Ray's `RayTaskError` — propagates, with the remote traceback attached as a note. Only tasks
+still running are cancelled: cancelling one that is completing trips a check in Ray's task
+manager that aborts the driver.
 """
 
 from __future__ import annotations
