@@ -62,13 +62,13 @@ def _run_day_task(fn: DayFunction[R], batch: DayBatch) -> R:
 
 
 class RayDayRunner(DayRunnerPort):
-    """Runs each day as a Ray task on the cluster at `address`, several at once.
+    """Runs each batch of days as a Ray task on the cluster at `address`, several at once.
 
     `address`: what `ray.init(address=...)` takes (`host:port`, `auto`, `ray://host:10001`);
     a Ray already initialised in this process is reused as it is. `max_in_flight`: how many
-    days may run at once (default: half the cluster's CPUs, at least 1; see the module doc).
-    `poll_seconds`: how often the stop flag is checked while waiting for a day.
-    `cancel_grace_seconds`: how long cancelled days get to clean up before they are killed.
+    batches may run at once (default: half the cluster's CPUs, at least 1; see the module doc).
+    `poll_seconds`: how often the stop flag is checked while waiting for a batch.
+    `cancel_grace_seconds`: how long cancelled batches get to clean up before they are killed.
     """
 
     name = "ray"
