@@ -61,7 +61,6 @@ __all__ = [
     "decide_days",
     "dry_run",
     "fingerprint_cache",
-    "is_current",
     "plan_batches",
     "project_day",
     "read_spine_day",
@@ -333,11 +332,6 @@ def fingerprint_cache(plan: Plan) -> FingerprintCache:
     return FingerprintCache(plan.workspace / ".daedalus" / "fingerprints.json")
 
 
-def is_current(manifest: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
-    """True when a committed day's manifest matches the day's current identity."""
-    return manifest is not None and all(manifest.get(k) == v for k, v in identity.items())
-
-
 @attrs.frozen
 class DayDecision:
     """Whether a day of a run is computed, and why (or why not)."""
@@ -367,16 +361,15 @@ def decide_days(
     its manifest); skipped when current."""
     out = []
     for day in days:
-        manifest = sink.read_manifest(plan.pipeline.service, day)
         if force:
             out.append(DayDecision(day, True, ("--force",)))
             continue
+        manifest = sink.read_manifest(plan.pipeline.service, day)
         reasons = identity.why_stale(manifest, day)
         if not reasons:
             damaged = sink.verify_day(plan.pipeline.service, day, thorough=False)
-            reasons = [f"its files do not match its manifest ({len(damaged)} problem(s))"] * bool(
-                damaged
-            )
+            if damaged:
+                reasons = [f"its files do not match its manifest ({len(damaged)} problem(s))"]
         out.append(DayDecision(day, bool(reasons), tuple(reasons) or ("current",)))
     return out
 
