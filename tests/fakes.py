@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fnmatch
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from daedalus.aggregation import KernelAggregator
+from daedalus.pit.errors import PitError
 from daedalus.pit.kernel import WindowKernel, WindowRequest
-from daedalus.pit.spec import Engine
+from daedalus.pit.sources import check_file_columns, range_mask, read_type
+from daedalus.pit.spec import Engine, SourceSpec
 from daedalus.ports import (
     DayBatch,
     DayFunction,
@@ -29,6 +33,9 @@ from daedalus.ports import (
     PoolRequest,
     SinkError,
     SinkPort,
+    SourceFile,
+    SourceReaderPort,
+    SourceReadError,
 )
 from daedalus.ports import R as _R
 from tests.kernel_contract import reference_window_aggregate
@@ -50,10 +57,121 @@ class InMemoryKernel(WindowKernel):
 
 
 class InMemoryAggregator(KernelAggregator):
-    """The compute core driven by the in-memory kernel (stands in for any engine)."""
+    """The compute core driven by the in-memory kernel (stands in for any engine), reading
+    stored sources through `reader` (None: the registered default, the parquet reader)."""
 
-    def __init__(self) -> None:
-        super().__init__(InMemoryKernel(), Engine.DUCKDB)
+    def __init__(self, reader: SourceReaderPort | None = None) -> None:
+        super().__init__(InMemoryKernel(), Engine.DUCKDB, reader)
+
+
+class InMemorySourceReader(SourceReaderPort):
+    """Source "files" held in memory: `files` maps a path to its table (rows in file order).
+
+    A source path is matched as a glob against the stored paths (`events/*.parquet`), as a
+    directory (every stored path under it) or exactly. `broken` maps a path to a reason: every
+    read of it raises SourceReadError. Each call is recorded in `calls` as `(method, what,
+    columns, lo_us, hi_us)`, so a test can see what the core asked for.
+    """
+
+    def __init__(
+        self,
+        files: Mapping[str, pa.Table] | None = None,
+        *,
+        broken: Mapping[str, str] | None = None,
+    ) -> None:
+        self.tables: dict[str, pa.Table] = dict(files or {})
+        self.broken: dict[str, str] = dict(broken or {})
+        self.versions: dict[str, int] = dict.fromkeys(self.tables, 1)
+        self.calls: list[tuple[str, str, tuple[str, ...] | None, int | None, int | None]] = []
+
+    def put(self, path: str, table: pa.Table) -> None:
+        """Write (or rewrite) the file `path`."""
+        self.tables[path] = table
+        self.versions[path] = self.versions.get(path, 0) + 1
+
+    def _table(self, path: str) -> pa.Table:
+        if path in self.broken:
+            raise SourceReadError(path, self.broken[path])
+        if path not in self.tables:
+            raise SourceReadError(path, "no such file")
+        return self.tables[path]
+
+    def files(self, source: SourceSpec) -> list[str]:
+        self.calls.append(("files", source.name, None, None, None))
+        names = sorted({*self.tables, *self.broken})
+        found: list[str] = []
+        for path in source.paths:
+            if any(ch in path for ch in "*?["):
+                found += [n for n in names if fnmatch.fnmatchcase(n, path)]
+            elif path in names:
+                found.append(path)
+            else:
+                found += [n for n in names if n.startswith(path.rstrip("/") + "/")]
+        if not found:
+            raise PitError(
+                f"source of {source.name!r}: no parquet files match {', '.join(source.paths)}",
+                code="missing_source",
+            )
+        return found
+
+    def stat(self, path: str) -> tuple[int, int]:
+        table = self._table(path)
+        return table.nbytes, self.versions.get(path, 0)
+
+    def footer(self, path: str) -> SourceFile:
+        self.calls.append(("footer", path, None, None, None))
+        table = self._table(path)
+        nulls: dict[str, int | None] = {name: table[name].null_count for name in table.schema.names}
+        return SourceFile(path, table.schema, table.num_rows, nulls)
+
+    def read_file(
+        self, path: str, columns: Sequence[str] | None = None, *, dictionary: Sequence[str] = ()
+    ) -> pa.Table:
+        self.calls.append(
+            ("read_file", path, None if columns is None else tuple(columns), None, None)
+        )
+        table = self._table(path)
+        if columns is not None:
+            table = table.select([c for c in columns if c in table.column_names])
+        return _dictionary_encoded(table, dictionary)
+
+    def read(
+        self,
+        source: SourceSpec,
+        columns: Sequence[str],
+        lo_us: int | None,
+        hi_us: int | None,
+        *,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
+        columns = list(dict.fromkeys(columns))
+        self.calls.append(("read", source.name, tuple(columns), lo_us, hi_us))
+        where = f"source of {source.name!r}"
+        tables = []
+        for path in self.files(source):
+            table = self._table(path)
+            check_file_columns(source, table.schema, columns, f"{where}, file {path}", dictionary)
+            tables.append(_dictionary_encoded(table.select(columns), dictionary))
+        if any(not t.schema.equals(tables[0].schema) for t in tables[1:]):
+            found = {c: [t.schema.field(c).type for t in tables] for c in columns}
+            unified = pa.schema(
+                [pa.field(c, read_type(source, c, found[c], c in dictionary)) for c in columns]
+            )
+            tables = [t.cast(unified) for t in tables]
+        table = pa.concat_tables(tables)
+        mask = range_mask(table[source.timestamp], lo_us, hi_us)
+        return table if mask is None else table.filter(mask)
+
+
+def _dictionary_encoded(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """`table` with its string columns named in `columns` dictionary-encoded (int32 indices,
+    as parquet reads them)."""
+    for name in columns:
+        if name in table.column_names and pa.types.is_string(table[name].type):
+            i = table.column_names.index(name)
+            encoded = pc.dictionary_encode(table[name])
+            table = table.set_column(i, name, encoded)
+    return table
 
 
 class InMemoryEmbeddingStore(EmbeddingStorePort):

@@ -9,21 +9,25 @@ import pyarrow as pa
 from daedalus.pit.compute import PitReport, compute_pit_table
 from daedalus.pit.kernel import WindowKernel
 from daedalus.pit.spec import Engine, PitSpec
-from daedalus.ports import AggregatorPort
+from daedalus.ports import AggregatorPort, SourceReaderPort
 
 __all__ = ["KernelAggregator"]
 
 
 class KernelAggregator(AggregatorPort):
-    """Point-in-time features computed by `daedalus.pit.compute` on an engine's window kernel.
+    """Point-in-time features computed by `daedalus.pit.compute` on an engine's window kernel,
+    over the rows `reader` reads (None: the registered default, the parquet reader).
 
     An engine adapter is this class with its kernel: the engines share the encoding and
     decoding, and differ only in the exact integer window work (see architecture.md).
     """
 
-    def __init__(self, kernel: WindowKernel, engine: Engine) -> None:
+    def __init__(
+        self, kernel: WindowKernel, engine: Engine, reader: SourceReaderPort | None = None
+    ) -> None:
         self.kernel = kernel
         self.engine = engine
+        self.reader = reader
 
     def aggregate_pit_table(
         self,
@@ -41,4 +45,5 @@ class KernelAggregator(AggregatorPort):
             timestamp=timestamp,
             naive_timestamps_are_utc=naive_timestamps_are_utc,
             report=report,
+            reader=self.reader,
         )

@@ -1,7 +1,10 @@
 """The composition root: the one place that chooses adapters (from config) and wires use cases.
 
-Adapters are named by import path and imported only when first provided, so building the
-container (and `daeda --help`) never loads DuckDB, Polars, Ray, Lance, Dagster or the MCP SDK.
+Adapters are imported only when first provided, so building the container (and `daeda --help`)
+never loads DuckDB, Polars, Ray, Lance, Dagster or the MCP SDK. The engines come from the one
+engine registry (`daedalus.pit.engine.ENGINES`, filled by this root's engine table
+`daedalus.engines`): `aggregator_for(engine)` builds each engine's aggregator from it, reading
+through the one `source_reader` (the parquet reader).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from daedalus import engines as engine_table
 from daedalus.app.application import Application
 from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.demo_cases import DemoCases
@@ -20,6 +24,8 @@ from daedalus.app.jobs import JobCases
 from daedalus.app.pipeline_cases import PipelineCases
 from daedalus.app.settings import Settings
 from daedalus.catalog.registry import FeatureCatalog
+from daedalus.pit.engine import ENGINES, EngineRegistry, parse_engine
+from daedalus.ports import AggregatorPort, SourceReaderPort
 
 __all__ = ["Container", "build_container"]
 
@@ -55,10 +61,21 @@ def _day_runner(address: str | None, days_in_flight: int | None) -> Any:
     )
 
 
-_AGGREGATORS = {
-    "duckdb": "daedalus.adapters.duckdb.aggregator:DuckDBAggregator",
-    "polars": "daedalus.adapters.polars.aggregator:PolarsAggregator",
-}
+def _aggregator_for(
+    registry: EngineRegistry, reader: Callable[[], SourceReaderPort]
+) -> Callable[[Any], AggregatorPort]:
+    """`aggregator_for(engine)`: the engine's aggregator from the registry, built on first use
+    (one per engine), reading through `reader()`. Raises UnknownEngine (a ValueError naming
+    the field and the choices) for a name that is not an engine."""
+    built: dict[Any, AggregatorPort] = {}
+
+    def aggregator_for(engine: Any) -> AggregatorPort:
+        chosen = parse_engine(engine)
+        if chosen not in built:
+            built[chosen] = registry.aggregator(chosen, reader())
+        return built[chosen]
+
+    return aggregator_for
 
 
 def _enricher(address: str | None, in_process_rows: int | None) -> Any:
@@ -77,17 +94,11 @@ class Container(containers.DeclarativeContainer):
 
     catalog_loader = providers.Object(_load_catalog)
 
-    # One aggregator per engine, built on first use; `aggregator` is the configured default.
-    aggregators = providers.Singleton(dict)
-    aggregator_for = providers.Singleton(
-        lambda cache: lambda engine: cache.setdefault(engine, _build(_AGGREGATORS[engine])),
-        aggregators,
-    )
-    aggregator = providers.Selector(
-        config.engine,
-        duckdb=providers.Singleton(_build, _AGGREGATORS["duckdb"]),
-        polars=providers.Singleton(_build, _AGGREGATORS["polars"]),
-    )
+    # The one engine registry; one aggregator per engine, built on first use, every one
+    # reading through the one source reader.
+    engines = providers.Object(ENGINES)
+    source_reader = providers.Singleton(engine_table.parquet_reader)
+    aggregator_for = providers.Singleton(_aggregator_for, engines, source_reader.provider)
 
     sink = providers.Selector(
         config.sink,
@@ -117,6 +128,7 @@ class Container(containers.DeclarativeContainer):
         default_engine=config.engine,
         day_runner=day_runner.provider,
         batch_rows=config.batch_rows,
+        source_reader=source_reader.provider,
     )
     demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
 

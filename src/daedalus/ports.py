@@ -1,12 +1,12 @@
-"""The core's ports: the roles adapters play (compute engine, embedding store, enricher, sink,
-day runner, run store)."""
+"""The core's ports: the roles adapters play (compute engine, source reader, embedding store,
+enricher, sink, day runner, run store)."""
 
 from __future__ import annotations
 
 import abc
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 
 from daedalus.pit.compute import PitReport
-from daedalus.pit.spec import Engine, PitSpec
+from daedalus.pit.errors import PitError
+from daedalus.pit.spec import Engine, PitSpec, SourceSpec
 
 __all__ = [
     "AggregatorPort",
@@ -30,6 +31,9 @@ __all__ = [
     "RunStorePort",
     "SinkError",
     "SinkPort",
+    "SourceFile",
+    "SourceReadError",
+    "SourceReaderPort",
     "StoreRef",
 ]
 
@@ -54,6 +58,91 @@ class AggregatorPort(abc.ABC):
         report: PitReport | None = None,
     ) -> pa.Table:
         """The spine, row for row, plus one column per spec; raises PitError on bad input."""
+
+
+@attrs.frozen
+class SourceFile:
+    """What a source file's footer says: its Arrow schema, its row count, and per top-level
+    column the null count from its statistics (None where a statistic is missing)."""
+
+    path: str
+    schema: pa.Schema
+    rows: int
+    null_counts: Mapping[str, int | None] = attrs.field(factory=dict)
+
+    def nulls(self, columns: Sequence[str]) -> bool | None:
+        """Whether any of `columns` holds a null, by the statistics (None: unknown)."""
+        counts = [self.null_counts.get(c) for c in columns]
+        if any(n is None for n in counts):
+            return None
+        return any(n for n in counts)
+
+
+class SourceReadError(PitError):
+    """A source file that cannot be read: `where` locates it (the file, or the file, row group
+    and column whose values do not decode), `reason` says why (short)."""
+
+    def __init__(self, where: str, reason: str, *, code: str = "bad_source") -> None:
+        super().__init__(f"{where}: cannot read: {reason}", code=code)
+        self.where = where
+        self.reason = reason
+
+
+class SourceReaderPort(abc.ABC):
+    """Reads the stored rows of a source (parquet files in production, tables in memory in
+    unit tests): which files a source has, what their footers say, and the columns and time
+    range the core asks for.
+
+    Sources backed by an in-memory table (`SourceSpec.table`) never reach a reader: the core
+    selects their rows itself (`daedalus.pit.sources.read_source`).
+    """
+
+    @abc.abstractmethod
+    def files(self, source: SourceSpec) -> list[str]:
+        """The files behind `source`, in read order (sorted by path); raises PitError
+        (code "missing_source") when none match."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> tuple[int, int]:
+        """`(size in bytes, modification time in ns)` of one file: what changes when its
+        content may have (caches of fingerprints are keyed by it). Raises SourceReadError when
+        the file cannot be reached."""
+
+    @abc.abstractmethod
+    def footer(self, path: str) -> SourceFile:
+        """The footer of one file (no rows are read); raises SourceReadError when the file
+        is not readable."""
+
+    @abc.abstractmethod
+    def read_file(
+        self, path: str, columns: Sequence[str] | None = None, *, dictionary: Sequence[str] = ()
+    ) -> pa.Table:
+        """Every row of one file, exactly (no discovery, no partition columns), in file
+        order: only those of `columns` the file has (None: all). String columns named in
+        `dictionary` come back dictionary-encoded. Raises SourceReadError locating the first
+        value that does not decode."""
+
+    @abc.abstractmethod
+    def read(
+        self,
+        source: SourceSpec,
+        columns: Sequence[str],
+        lo_us: int | None,
+        hi_us: int | None,
+        *,
+        dictionary: Sequence[str] = (),
+    ) -> pa.Table:
+        """The rows of `source` with `lo_us <= timestamp < hi_us` (microseconds since the
+        epoch, UTC; either bound optional), only `columns`, in read order (files by path, rows
+        in file order: the as-of tie-break relies on it). The time range may be pushed down.
+
+        Files storing a column differently (losslessly, per `daedalus.pit.sources.compatible`)
+        are read as one type (`daedalus.pit.sources.read_type`); string columns named in
+        `dictionary` may come back dictionary-encoded (columns only compared with filter
+        values). Raises PitError: no files ("missing_source"), a column missing
+        ("missing_column") or of a type the definition does not allow ("bad_type"), tz-naive
+        time columns the definition does not allow ("naive_timestamps"), a file that cannot
+        be read ("bad_source", naming the file, row group and column)."""
 
 
 class EmbeddingStorePort(abc.ABC):

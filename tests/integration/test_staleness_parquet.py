@@ -8,6 +8,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,9 +59,9 @@ def test_two_views_over_one_event_log_read_each_file_once(
     reads: list[str] = []
     real = staleness._read_file
 
-    def counting(path: str, columns: Sequence[str] | None) -> pa.Table:
+    def counting(path: str, columns: Sequence[str] | None, reader: Any) -> pa.Table:
         reads.append(path)
-        return real(path, columns)
+        return real(path, columns, reader)
 
     monkeypatch.setattr(staleness, "_read_file", counting)
     run = FingerprintCache(None)  # in memory, for one run
@@ -136,9 +137,9 @@ def _timed_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     spent: list[float] = []
     real = staleness._read_file
 
-    def timed(path: str, columns: Sequence[str] | None) -> pa.Table:
+    def timed(path: str, columns: Sequence[str] | None, reader: Any) -> pa.Table:
         t0 = time.perf_counter()
-        out = real(path, columns)
+        out = real(path, columns, reader)
         spent.append(time.perf_counter() - t0)
         return out
 

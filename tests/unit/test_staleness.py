@@ -590,9 +590,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = staleness._read_file
 
-    def counting(path: str, columns: Sequence[str] | None) -> pa.Table:
+    def counting(path: str, columns: Sequence[str] | None, reader: Any) -> pa.Table:
         seen.append(path)
-        return real(path, columns)
+        return real(path, columns, reader)
 
     monkeypatch.setattr(staleness, "_read_file", counting)
     return seen

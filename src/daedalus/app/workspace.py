@@ -45,7 +45,7 @@ import attrs
 import pyarrow as pa
 
 from daedalus.app.errors import AppError
-from daedalus.app.pipeline_cases import parse_day
+from daedalus.app.pipeline_cases import engine_argument, parse_day
 from daedalus.app.settings import Settings
 from daedalus.catalog.errors import CatalogErrors
 from daedalus.catalog.loader import load_service_text
@@ -54,8 +54,7 @@ from daedalus.catalog.registry import TIMESTAMP_TYPE, FeatureCatalog
 from daedalus.pipeline.compiler import compile_service
 from daedalus.pipeline.executor import ComputedRows, Plan, compute_rows, read_spine_days
 from daedalus.pit.sources import timestamps_to_micros
-from daedalus.pit.spec import Engine
-from daedalus.ports import AggregatorPort, EnricherPort
+from daedalus.ports import AggregatorPort, EnricherPort, SourceReaderPort
 
 __all__ = ["REQUEST_LABEL", "Workspace", "as_arrow_table"]
 
@@ -120,11 +119,13 @@ class Workspace:
         load_catalog: Callable[[], FeatureCatalog],
         aggregator_for: Callable[[str], AggregatorPort],
         enricher: Callable[[], EnricherPort],
+        source_reader: Callable[[], SourceReaderPort] | None = None,
     ) -> None:
         self.settings = settings
         self._load_catalog = load_catalog
         self._aggregator_for = aggregator_for
         self._enricher = enricher
+        self._source_reader = source_reader
         self._catalog = load_catalog()
 
     # -- the workspace ------------------------------------------------------------------------
@@ -179,7 +180,7 @@ class Workspace:
         CatalogErrors, AppError, PitError or EnrichError (see the module's docstring).
         """
         table = as_arrow_table(spine)
-        eng = _engine(engine)
+        eng = engine_argument(engine)
         if not isinstance(timestamp, str) or not timestamp:
             raise AppError(
                 "invalid_argument",
@@ -233,7 +234,7 @@ class Workspace:
         it; a label your spine lacks is null) followed by your spine's other columns. Raises
         AppError, PitError or EnrichError (see the module's docstring).
         """
-        eng = _engine(engine)
+        eng = engine_argument(engine)
         catalog = self._catalog
         svc = _service(catalog, service)
         if spine is None:
@@ -332,7 +333,8 @@ class Workspace:
     ) -> ComputedRows:
         """Compile the service, bind it to the workspace and compute its rows for `spine` (or
         its own spine's rows of `days`) with `compute_rows`, as a training batch does."""
-        plan = Plan(compile_service(service, catalog, engine), self.settings.workspace)
+        reader = None if self._source_reader is None else self._source_reader()
+        plan = Plan(compile_service(service, catalog, engine), self.settings.workspace, reader)
         if spine is None:
             assert days is not None
             spine = read_spine_days(plan, *days)
@@ -341,17 +343,6 @@ class Workspace:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _engine(engine: Any) -> str:
-    known = [e.value for e in Engine]
-    if engine not in known:
-        raise AppError(
-            "invalid_argument",
-            f"unknown engine {engine!r}; choose {' or '.join(known)}",
-            {"field": "engine"},
-        )
-    return Engine(engine).value
 
 
 def _check_bool(value: Any, field: str) -> None:

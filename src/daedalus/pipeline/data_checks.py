@@ -2,7 +2,7 @@
 against its declared schema, and every filter value against the values that occur.
 
 `check_data(catalog, workspace)` reads the footer of every file of every view's source and of
-every service's spine (`pit.sources.file_problems`: a declared column missing, a type that
+every service's spine through the source reader (`SourceReaderPort`; `pit.sources.file_problems`: a declared column missing, a type that
 cannot be read losslessly — `pit.sources.compatible` —, a time column that is not a time,
 tz-naive timestamps where the definition does not allow them, a file that is not parquet), then,
 for every filter of every aggregation, reads only the filter's column of the source's files and
@@ -21,15 +21,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from daedalus.catalog.dtypes import format_dtype
 from daedalus.catalog.model import FeatureViewDef, Location
 from daedalus.catalog.registry import FeatureCatalog
 from daedalus.pipeline.compiler import compile_service
 from daedalus.pit.errors import PitError
-from daedalus.pit.sources import expand_paths, file_problems
+from daedalus.pit.sources import file_problems, source_reader
 from daedalus.pit.spec import SourceSpec
+from daedalus.ports import SourceReaderPort, SourceReadError
 
 __all__ = ["check_data", "filter_locations"]
 
@@ -45,7 +45,11 @@ def _clip(value: Any, width: int = 60) -> str:
 
 
 def _schema_problems(
-    source: SourceSpec, label: str, files: list[str], problems: dict[str, dict[str, Any]]
+    reader: SourceReaderPort,
+    source: SourceSpec,
+    label: str,
+    files: list[str],
+    problems: dict[str, dict[str, Any]],
 ) -> tuple[int, set[str]]:
     """Check every file's footer; (rows of the files that could be read, files at fault)."""
     rows = 0
@@ -53,22 +57,22 @@ def _schema_problems(
     times = {source.timestamp, source.created_timestamp} - {None}
     for path in files:
         try:
-            meta = pq.ParquetFile(path).metadata
-        except (pa.ArrowException, OSError) as exc:
+            footer = reader.footer(path)
+        except SourceReadError as exc:
             _add(
                 problems,
                 {
                     "kind": "unreadable",
                     "file": path,
                     "column": None,
-                    "message": f"{path}: not a readable parquet file ({_clip(exc, 120)})",
+                    "message": f"{path}: not a readable parquet file ({_clip(exc.reason, 120)})",
                 },
                 label,
             )
             bad.add(path)
             continue
-        rows += meta.num_rows
-        schema = meta.schema.to_arrow_schema()
+        rows += footer.rows
+        schema = footer.schema
         for message in file_problems(source, path, schema):
             column = next((f.name for f in source.schema if f"column {f.name!r}" in message), None)
             declared = source.schema.field(column).type if column else None
@@ -104,10 +108,12 @@ def _add(problems: dict[str, dict[str, Any]], problem: dict[str, Any], source: s
         found["sources"].append(source)
 
 
-def _distinct(path: str, column: str, string: bool) -> pa.Array:
-    """The distinct values of one column of one parquet file (strings read dictionary-encoded:
-    only the dictionary's used entries are materialised)."""
-    table = pq.read_table(path, columns=[column], read_dictionary=[column] if string else None)
+def _distinct(reader: SourceReaderPort, path: str, column: str, string: bool) -> pa.Array:
+    """The distinct values of one column of one file (strings read dictionary-encoded: only
+    the dictionary's used entries are materialised)."""
+    table = reader.read_file(path, [column], dictionary=[column] if string else ())
+    if column not in table.column_names:
+        raise SourceReadError(path, f"no column {column!r}")
     chunks = []
     for chunk in table[column].chunks:
         if pa.types.is_dictionary(chunk.type):
@@ -164,6 +170,7 @@ def filter_locations(view: FeatureViewDef) -> dict[tuple[str, str, int], Locatio
 
 
 def _check_filters(
+    reader: SourceReaderPort,
     view: FeatureViewDef,
     source: SourceSpec,
     files: Iterable[str],
@@ -184,14 +191,14 @@ def _check_filters(
             key = (path, column)
             if key not in cache:
                 try:
-                    cache[key] = _distinct(path, column, string)
-                except (pa.ArrowException, OSError) as exc:
+                    cache[key] = _distinct(reader, path, column, string)
+                except SourceReadError as exc:
                     problems.append(
                         {
                             "kind": "unreadable",
                             "file": path,
                             "column": column,
-                            "message": f"{path}: cannot read column {column!r} ({_clip(exc, 120)})",
+                            "message": f"{path}: cannot read column {column!r} ({_clip(exc.reason, 120)})",
                             "sources": [view.name],
                         }
                     )
@@ -249,13 +256,17 @@ def _check_filters(
     return checked
 
 
-def check_data(catalog: FeatureCatalog, workspace: str | Path) -> dict[str, Any]:
+def check_data(
+    catalog: FeatureCatalog, workspace: str | Path, *, reader: SourceReaderPort | None = None
+) -> dict[str, Any]:
     """Every source of `catalog` (each view's, each service's spine) checked against its files
     under `workspace`, and every filter value against the values in the data. Returns
     `{"ok", "sources": [...], "problems": [...], "filter_values_checked"}`; each problem has a
     `kind` (`no_files`, `unreadable`, `missing_column`, `type`, `time_type`, `time_zone`,
     `filter_value`), the file and column (for a filter value: the YAML file, line and column),
-    the declared and found types where they apply, and a message."""
+    the declared and found types where they apply, and a message. Files are read through
+    `reader` (None: the registered default, the parquet reader)."""
+    reader = source_reader(reader)
     root = Path(workspace)
     problems: dict[str, dict[str, Any]] = {}
     filter_problems: list[dict[str, Any]] = []
@@ -271,7 +282,7 @@ def check_data(catalog: FeatureCatalog, workspace: str | Path) -> dict[str, Any]
         todo.append(("spine", f"spine of {name}", spine, None))
     for kind, label, source, view in todo:
         try:
-            files = expand_paths(source)
+            files = reader.files(source)
         except PitError as exc:
             _add(
                 problems,
@@ -280,11 +291,11 @@ def check_data(catalog: FeatureCatalog, workspace: str | Path) -> dict[str, Any]
             )
             sources.append({"kind": kind, "name": label, "files": 0, "rows": 0})
             continue
-        rows, bad = _schema_problems(source, label, files, problems)
+        rows, bad = _schema_problems(reader, source, label, files, problems)
         sources.append({"kind": kind, "name": label, "files": len(files), "rows": rows})
         if view is not None:
             good = [f for f in files if f not in bad]
-            checked += _check_filters(view, source, good, filter_problems, cache)
+            checked += _check_filters(reader, view, source, good, filter_problems, cache)
     listed = [*problems.values(), *filter_problems]
     return {
         "ok": not listed,

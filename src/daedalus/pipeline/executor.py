@@ -33,7 +33,7 @@ from daedalus.pipeline.staleness import (
 from daedalus.pipeline.stats import day_stats, stats_warnings
 from daedalus.pit.compute import PitReport
 from daedalus.pit.errors import PitError
-from daedalus.pit.sources import expand_paths, read_source, timestamps_to_micros
+from daedalus.pit.sources import read_source, source_reader, timestamps_to_micros
 from daedalus.pit.spec import PitSpec, SourceSpec
 from daedalus.ports import (
     AggregatorPort,
@@ -42,6 +42,7 @@ from daedalus.ports import (
     EnricherPort,
     PoolRequest,
     SinkPort,
+    SourceReaderPort,
 )
 
 __all__ = [
@@ -188,10 +189,17 @@ def _micros(day: dt.date) -> int:
 
 class Plan:
     """A compiled plan bound to a workspace: what a run reads, computes and writes, taken from
-    the typed operators (never from the catalog again)."""
+    the typed operators (never from the catalog again). Its sources are read through `reader`
+    (None: the registered default, the parquet reader)."""
 
-    def __init__(self, pipeline: OperatorPipeline, workspace: str | Path) -> None:
+    def __init__(
+        self,
+        pipeline: OperatorPipeline,
+        workspace: str | Path,
+        reader: SourceReaderPort | None = None,
+    ) -> None:
         self.workspace = Path(workspace)
+        self._reader = reader
         self.pipeline = pipeline.bind(self.workspace)
         spine = self.pipeline.spine
         self.spine_source = spine.source
@@ -210,11 +218,17 @@ class Plan:
         )
         self.pool_requests: list[PoolRequest] = list(self.pipeline.pool_requests)
 
+    @property
+    def reader(self) -> SourceReaderPort:
+        """What reads the plan's sources (the default reader when none was given)."""
+        return source_reader(self._reader)
+
     def input_files(self) -> dict[str, list[str]]:
         """Every input file, per source; raises PitError naming a source with no files."""
-        files = {"spine": expand_paths(self.spine_source)}
+        reader = self.reader
+        files = {"spine": reader.files(self.spine_source)}
         for name, source in self.sources.items():
-            files[name] = expand_paths(source)
+            files[name] = reader.files(source)
         return files
 
     def check_inputs(
@@ -234,6 +248,7 @@ class Plan:
             files=files,
             days=days,
             policy=policy,
+            reader=self.reader,
         )
 
 
@@ -278,9 +293,15 @@ def spine_days(plan: Plan, cache: FingerprintCache | None = None) -> list[dt.dat
     """The days the plan's spine has rows for, from the spine's files alone (no source is
     read, no embedding store opened). Raises PitError when the spine has no files."""
     spine = plan.spine_source
-    files = expand_paths(spine)
+    reader = plan.reader
+    files = reader.files(spine)
     fingerprint = source_fingerprints(
-        files, spine.timestamp, cache=cache, root=plan.workspace, columns=spine.schema.names
+        files,
+        spine.timestamp,
+        cache=cache,
+        root=plan.workspace,
+        columns=spine.schema.names,
+        reader=reader,
     )
     return _days_of(fingerprint)
 
@@ -308,6 +329,7 @@ def current_identity(
     specs = [spec for _op, specs in plan.feature_ops for spec in specs]
     visible = {**visible_ranges(specs), "spine": VisibleRange.spine()}
     sources = {"spine": plan.spine_source, **plan.sources}
+    reader = plan.reader
     fingerprints = {
         name: source_fingerprints(
             files[name],
@@ -315,6 +337,7 @@ def current_identity(
             cache=cache,
             root=plan.workspace,
             columns=source.schema.names,
+            reader=reader,
         )
         for name, source in sources.items()
     }
@@ -390,6 +413,7 @@ def run_pipeline(
     policy: InputPolicy | None = None,
     holder: dict[str, Any] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    reader: SourceReaderPort | None = None,
 ) -> RunSummary:
     """Train `pipeline` for every day from `start` to `end` (both included).
 
@@ -409,7 +433,9 @@ def run_pipeline(
     atomically. A batched run writes the same bytes as a run of one day per batch. The first day that fails stops the run
     (days in flight are cancelled, none is left half-written) and its error propagates.
     `on_event` receives progress events, always in this thread; `should_cancel` is polled
-    between steps and raises Cancelled, leaving no partial day.
+    between steps and raises Cancelled, leaving no partial day. The inputs are read through
+    `reader` (None: the registered default, the parquet reader); `aggregator` reads the
+    sources through its own.
     """
     emit = on_event or (lambda _event: None)
     cancelled = should_cancel or (lambda: False)
@@ -420,7 +446,7 @@ def run_pipeline(
             f"pipeline was compiled for {pipeline.engine}, aggregator is {aggregator.engine.value}"
         )
     prepared = time.perf_counter()
-    plan = Plan(pipeline, workspace)
+    plan = Plan(pipeline, workspace, reader)
     files = plan.input_files()
     versions = store_versions(plan, enricher)
     with sink.claim(pipeline.service, holder or {}):
@@ -458,12 +484,13 @@ def dry_run(
     force: bool = False,
     policy: InputPolicy | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    reader: SourceReaderPort | None = None,
 ) -> dict[str, Any]:
     """What `run_pipeline` would do, writing nothing: the inputs checked as a run checks them,
     then each day with its action (compute or skip) and why, and the batches. Raises as
     `run_pipeline` would before its first write."""
     days = day_range(start, end)
-    plan = Plan(pipeline, workspace)
+    plan = Plan(pipeline, workspace, reader)
     files = plan.input_files()
     versions = store_versions(plan, enricher)
     inputs = plan.check_inputs(files, days, policy or InputPolicy())
@@ -627,7 +654,9 @@ def read_spine_day(plan: Plan, day: dt.date) -> pa.Table:
 def read_spine_days(plan: Plan, first: dt.date, last: dt.date) -> pa.Table:
     """The spine rows with timestamps in `[first, last + 1)`, in the order they were read."""
     columns = [*plan.keys, plan.timestamp, *plan.labels]
-    return read_source(plan.spine_source, columns, _micros(first), _micros(last) + DAY_US)
+    return read_source(
+        plan.spine_source, columns, _micros(first), _micros(last) + DAY_US, reader=plan.reader
+    )
 
 
 def project_day(plan: Plan, spine: pa.Table, features: dict[str, pa.Array]) -> pa.Table:

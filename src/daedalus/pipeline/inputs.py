@@ -11,11 +11,11 @@ import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from daedalus.pit.errors import PitError
-from daedalus.pit.sources import file_problems, read_source, timestamps_to_micros
+from daedalus.pit.sources import file_problems, read_source, source_reader, timestamps_to_micros
 from daedalus.pit.spec import SourceSpec
+from daedalus.ports import SourceFile, SourceReaderPort, SourceReadError
 
 __all__ = [
     "DEFAULT_MAX_INVALID_FRACTION",
@@ -139,39 +139,25 @@ class InputReport:
         return out
 
 
-def _footer(path: str, problems: list[str]) -> pq.FileMetaData | None:
+def _footer(reader: SourceReaderPort, path: str, problems: list[str]) -> SourceFile | None:
     try:
-        return pq.ParquetFile(path).metadata
-    except (pa.ArrowException, OSError) as exc:
-        problems.append(f"{path}: not a readable parquet file ({str(exc)[:120]})")
+        return reader.footer(path)
+    except SourceReadError as exc:
+        problems.append(f"{path}: not a readable parquet file ({exc.reason[:120]})")
         return None
 
 
-def _nulls_by_stats(meta: pq.FileMetaData, columns: Sequence[str]) -> bool | None:
-    """Whether any of `columns` has a null, from the row groups' statistics (None: unknown)."""
-    index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-    any_null = False
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for name in columns:
-            stats = group.column(index[name]).statistics
-            if stats is None or not stats.has_null_count:
-                return None
-            any_null = any_null or stats.null_count > 0
-    return any_null
-
-
 def _count_file(
-    path: str, meta: pq.FileMetaData, keys: Sequence[str], timestamp: str
+    reader: SourceReaderPort, footer: SourceFile, keys: Sequence[str], timestamp: str
 ) -> tuple[int, int, int]:
     """(null timestamps, null keys, rows with either) of one file: read only when the footer's
     statistics do not already say there are none."""
-    if _nulls_by_stats(meta, [*keys, timestamp]) is False:
+    if footer.nulls([*keys, timestamp]) is False:
         return 0, 0, 0
     try:
-        table = pq.read_table(path, columns=[*keys, timestamp])
-    except (pa.ArrowException, OSError) as exc:
-        raise PitError(f"{path}: cannot read: {str(exc)[:200]}", code="bad_source") from exc
+        table = reader.read_file(footer.path, [*keys, timestamp])
+    except SourceReadError as exc:
+        raise PitError(f"{exc.where}: cannot read: {exc.reason}", code="bad_source") from exc
     null_ts = table[timestamp].is_null()
     null_key = None
     for key in keys:
@@ -187,20 +173,24 @@ def _count_file(
 
 
 def _check_files(
-    source: SourceSpec, paths: Sequence[str], keys: Sequence[str], problems: list[str]
+    reader: SourceReaderPort,
+    source: SourceSpec,
+    paths: Sequence[str],
+    keys: Sequence[str],
+    problems: list[str],
 ) -> tuple[int, int, int, int]:
     """Check every file of a source; (rows, null timestamps, null keys, unusable rows)."""
     rows = null_ts = null_key = unusable = 0
     for path in paths:
-        meta = _footer(path, problems)
-        if meta is None:
+        footer = _footer(reader, path, problems)
+        if footer is None:
             continue
-        found = file_problems(source, path, meta.schema.to_arrow_schema())
+        found = file_problems(source, path, footer.schema)
         if found:
             problems.extend(found)
             continue
-        rows += meta.num_rows
-        a, b, c = _count_file(path, meta, keys, source.timestamp)
+        rows += footer.rows
+        a, b, c = _count_file(reader, footer, keys, source.timestamp)
         null_ts, null_key, unusable = null_ts + a, null_key + b, unusable + c
     return rows, null_ts, null_key, unusable
 
@@ -222,6 +212,7 @@ def check_inputs(
     files: dict[str, list[str]],
     days: Sequence[dt.date],
     policy: InputPolicy,
+    reader: SourceReaderPort | None = None,
 ) -> InputReport:
     """Check every input file of a run before anything is written, and count what cannot take
     part.
@@ -236,13 +227,18 @@ def check_inputs(
     spine rows of the run's days that repeat the keys and timestamp of another are counted, and
     refused unless `policy.allow_duplicate_spine_rows`.
 
+    Files are read through `reader` (None: the registered default, the parquet reader).
+
     Raises PitError (code "bad_input") naming every file, column and type at fault, or the
     counts and the limit that were exceeded.
     """
+    reader = source_reader(reader)
     problems: list[str] = []
     counts: dict[str, SourceCounts] = {}
     for name, (source, keys, declared) in sources.items():
-        rows, null_ts, null_key, unusable = _check_files(source, files[name], keys, problems)
+        rows, null_ts, null_key, unusable = _check_files(
+            reader, source, files[name], keys, problems
+        )
         limit = policy.limit(declared)
         counts[name] = SourceCounts(len(files[name]), rows, null_ts, null_key, unusable, limit)
         if rows and unusable / rows > limit:
@@ -250,7 +246,9 @@ def check_inputs(
             problems.append(
                 _refuse(name, what, unusable, rows, limit, f"source.max_invalid_fraction of {name}")
             )
-    rows, null_ts, null_key, _unusable = _check_files(spine, files["spine"], spine_keys, problems)
+    rows, null_ts, null_key, _unusable = _check_files(
+        reader, spine, files["spine"], spine_keys, problems
+    )
     limit = policy.limit(spine_limit)
     if null_key:
         problems.append(
@@ -263,7 +261,7 @@ def check_inputs(
         )
     if problems:  # a file read by several views is reported once
         raise _input_error(list(dict.fromkeys(problems)))
-    by_day, dup_by_day = _spine_days(spine, spine_keys, days)
+    by_day, dup_by_day = _spine_days(spine, spine_keys, days, reader)
     duplicates = sum(dup_by_day.values())
     spine_counts = SpineCounts(
         len(files["spine"]), rows, null_ts, limit, duplicates, dup_by_day, by_day
@@ -290,7 +288,7 @@ def _input_error(problems: list[str]) -> PitError:
 
 
 def _spine_days(
-    spine: SourceSpec, keys: Sequence[str], days: Sequence[dt.date]
+    spine: SourceSpec, keys: Sequence[str], days: Sequence[dt.date], reader: SourceReaderPort
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Rows per day and duplicate rows per day (same keys and timestamp) over the run's days."""
     if not days:
@@ -298,7 +296,7 @@ def _spine_days(
     lo = (min(days) - EPOCH).days * DAY_US
     hi = (max(days) - EPOCH).days * DAY_US + DAY_US
     # every spine column: a value that cannot be decoded is found here, before any write
-    table = read_source(spine, spine.schema.names, lo, hi)
+    table = read_source(spine, spine.schema.names, lo, hi, reader=reader)
     micros = timestamps_to_micros(
         table[spine.timestamp],
         spine.timestamp,

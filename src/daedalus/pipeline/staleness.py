@@ -18,7 +18,8 @@ cheap to decide:
    day's rows at all (its rows come out in read order).
 3. `explain_stale` turns two day identities into sentences for `daeda pipeline status`.
 
-Pure: numpy, pyarrow and hashlib; no engine, no executor.
+Pure: numpy, pyarrow and hashlib; no engine, no executor. Files are read through the
+`SourceReaderPort` (the parquet reader by default).
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from daedalus.pit.errors import PitError
-from daedalus.pit.sources import locate_unreadable
+from daedalus.pit.sources import source_reader
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec
+from daedalus.ports import SourceReaderPort, SourceReadError
 
 __all__ = [
     # what a day can see
@@ -283,6 +284,7 @@ def source_fingerprints(
     root: str | os.PathLike[str] | None = None,
     columns: Sequence[str] | None = None,
     threads: int | None = None,
+    reader: SourceReaderPort | None = None,
 ) -> SourceFingerprint:
     """Per-hour content digests of every file of a source, in the order given.
 
@@ -302,13 +304,15 @@ def source_fingerprints(
 
     `root`: file names in the day digest are relative to it (so moving the whole workspace
     keeps days current); default the paths as given. `threads`: files fingerprinted at once
-    (default: the CPU count, at most 4).
+    (default: the CPU count, at most 4). `reader` reads the files (None: the registered
+    default, the parquet reader).
 
     Raises PitError naming the file when it cannot be read or has no usable time column.
     The cache is updated in memory; call `cache.save()` to persist it.
     """
     selected = None if columns is None else tuple(sorted({*columns, timestamp}))
-    stats = [_stat(p) for p in files]
+    reader = source_reader(reader)
+    stats = [_stat(p, reader) for p in files]
     found: dict[int, _Hashed] = {}
     todo: list[int] = []
     for i, (path, (size, mtime)) in enumerate(zip(files, stats, strict=True)):
@@ -320,13 +324,15 @@ def source_fingerprints(
     workers = max(1, min(len(todo), threads or min(os.cpu_count() or 1, 4)))
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(lambda i: _fingerprint_file(files[i], timestamp, selected), todo))
+            done = list(
+                pool.map(lambda i: _fingerprint_file(files[i], timestamp, selected, reader), todo)
+            )
     else:
-        done = [_fingerprint_file(files[i], timestamp, selected) for i in todo]
+        done = [_fingerprint_file(files[i], timestamp, selected, reader) for i in todo]
     for i, result in zip(todo, done, strict=True):
         found[i] = result
         # a file that changed while it was read is not remembered: the next run reads it again
-        if cache is not None and _stat(files[i]) == stats[i]:
+        if cache is not None and _stat(files[i], reader) == stats[i]:
             cache.put(files[i], *stats[i], timestamp, selected, result)
     out = []
     for i, path in enumerate(files):
@@ -335,40 +341,28 @@ def source_fingerprints(
     return SourceFingerprint(timestamp, tuple(out), selected)
 
 
-def _stat(path: str) -> tuple[int, int]:
+def _stat(path: str, reader: SourceReaderPort) -> tuple[int, int]:
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise PitError(f"input file {path}: {exc.strerror or exc}", code="bad_source") from exc
-    return st.st_size, st.st_mtime_ns
+        return reader.stat(path)
+    except SourceReadError as exc:
+        raise PitError(f"input file {path}: {exc.reason}", code="bad_source") from exc
 
 
-def _read_file(path: str, columns: Sequence[str] | None) -> pa.Table:
-    """One parquet file, exactly (no dataset discovery, no partition columns); the one place
-    files are read, so tests can count reads."""
-    parquet = pq.ParquetFile(path)
-    if columns is not None:
-        present = set(parquet.schema_arrow.names)
-        columns = [c for c in columns if c in present]
-    return parquet.read(columns=columns)
+def _read_file(path: str, columns: Sequence[str] | None, reader: SourceReaderPort) -> pa.Table:
+    """One file, exactly (no dataset discovery, no partition columns: `read_file`); the one
+    place files are read, so tests can count reads."""
+    return reader.read_file(path, columns)
 
 
-def _names(path: str) -> list[str]:
-    """The file's column names, or none when not even its footer can be read."""
-    try:
-        return pq.read_schema(path).names
-    except (pa.ArrowException, OSError):
-        return []
-
-
-def _fingerprint_file(path: str, timestamp: str, columns: tuple[str, ...] | None) -> _Hashed:
+def _fingerprint_file(
+    path: str, timestamp: str, columns: tuple[str, ...] | None, reader: SourceReaderPort
+) -> _Hashed:
     """The hashes of one file."""
     try:
-        table = _read_file(path, columns)
-    except (pa.ArrowException, OSError) as exc:
-        where = locate_unreadable([path], columns or _names(path)) or path
+        table = _read_file(path, columns, reader)
+    except SourceReadError as exc:
         raise PitError(
-            f"input file {where}: cannot read parquet: {str(exc)[:200]}", code="bad_source"
+            f"input file {exc.where}: cannot read parquet: {exc.reason}", code="bad_source"
         ) from exc
     return _fingerprint_table(table, timestamp, columns, f"input file {path}")
 

@@ -14,11 +14,52 @@ Specs check and normalise their arguments as they are built (PitError naming the
 `aggregate_pit_table` raises PitError for bad data (spine, sources).
 """
 
-from daedalus.catalog.model import AggFunction, Duration, FilterDef
-from daedalus.pit.compute import PitReport
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
 from daedalus.pit.engine import Engine, get_aggregate_pit_table
-from daedalus.pit.errors import PitError
-from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec, SourceSpec, specs_for_view
+
+if TYPE_CHECKING:
+    from daedalus.catalog.model import AggFunction, Duration, FilterDef
+    from daedalus.pit.compute import PitReport
+    from daedalus.pit.errors import PitError
+    from daedalus.pit.spec import (
+        AggregationSpec,
+        AsOfSpec,
+        PitSpec,
+        SourceSpec,
+        specs_for_view,
+    )
+
+#: Names exported lazily, imported from their module on first access: choosing an engine
+#: (`daedalus.pit.engine`, standard library only) does not load Arrow or the compute core.
+_LAZY = {
+    "AggFunction": "daedalus.catalog.model",
+    "Duration": "daedalus.catalog.model",
+    "FilterDef": "daedalus.catalog.model",
+    "PitReport": "daedalus.pit.compute",
+    "PitError": "daedalus.pit.errors",
+    "AggregationSpec": "daedalus.pit.spec",
+    "AsOfSpec": "daedalus.pit.spec",
+    "PitSpec": "daedalus.pit.spec",
+    "SourceSpec": "daedalus.pit.spec",
+    "specs_for_view": "daedalus.pit.spec",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'daedalus.pit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     # choosing an engine

@@ -11,7 +11,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +20,9 @@ from daedalus.catalog.model import AggFunction
 from daedalus.pit.compute import spine_times, validate_spine
 from daedalus.pit.sources import read_source, timestamps_to_micros
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec
+
+if TYPE_CHECKING:
+    from daedalus.ports import SourceReaderPort
 
 __all__ = ["reference_pit_table", "round_fraction"]
 
@@ -48,7 +51,9 @@ def _is_missing(v: Any) -> bool:
 class _Rows:
     """A source's rows as Python values, indexed by key."""
 
-    def __init__(self, spec: PitSpec, spine: pa.Table) -> None:
+    def __init__(
+        self, spec: PitSpec, spine: pa.Table, reader: SourceReaderPort | None = None
+    ) -> None:
         src = spec.source
         columns = [*spec.keys, src.timestamp]
         if src.created_timestamp:
@@ -57,7 +62,7 @@ class _Rows:
             columns.append(spec.column)
         else:
             columns += [f.column for f in spec.filters] + ([spec.column] if spec.column else [])
-        table = read_source(src, columns, None, None)
+        table = read_source(src, columns, None, None, reader=reader)
         # Only rows whose first key occurs in the spine can matter: keep the Python part small.
         first = spec.keys[0]
         wanted = pc.unique(spine[first].cast(table[first].type))
@@ -179,15 +184,17 @@ def reference_pit_table(
     *,
     timestamp: str = "ts",
     naive_timestamps_are_utc: bool = False,
+    reader: SourceReaderPort | None = None,
 ) -> pa.Table:
-    """The spine plus one column per spec, computed row by row from the definitions."""
+    """The spine plus one column per spec, computed row by row from the definitions (stored
+    sources read by `reader`; None: the registered default, the parquet reader)."""
     keys = sorted({k for s in specs for k in s.keys})
     validate_spine(spine, keys, timestamp, naive_is_utc=naive_timestamps_are_utc)
     times = spine_times(spine, timestamp, naive_is_utc=naive_timestamps_are_utc)
     data = spine.to_pydict()
     table = spine
     for spec in specs:
-        rows = _Rows(spec, spine)
+        rows = _Rows(spec, spine, reader)
         out = []
         for i, t in enumerate(times):
             key = tuple(data[k][i] for k in spec.keys)

@@ -1,50 +1,58 @@
-"""Reading source rows for point-in-time features: only the columns and time range that can be visible."""
+"""Source rows for point-in-time features: the rules, not the files.
+
+The files are read behind `SourceReaderPort` (`daedalus.ports`; the parquet adapter in
+production): globbing, footers and range-pruned reads live there. What stays here
+is pure: time columns as microseconds, which stored types a declared type accepts
+(`compatible`), a file's problems from its schema (`file_problems`), the checks every reader
+applies to a file's columns (`check_file_columns`), and the rows of an in-memory source
+(`read_source`, which hands every stored source to the reader).
+"""
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from daedalus.catalog.dtypes import format_dtype
 from daedalus.pit.errors import PitError
 from daedalus.pit.spec import SourceSpec
 
+if TYPE_CHECKING:
+    from daedalus.ports import SourceReaderPort
+
 __all__ = [
+    "check_file_columns",
     "compatible",
     "expand_paths",
     "file_problems",
-    "locate_unreadable",
+    "range_mask",
     "read_source",
+    "read_type",
+    "source_reader",
+    "time_bound",
     "timestamps_to_micros",
 ]
 
 _MICROS_PER = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
 
 
-def expand_paths(source: SourceSpec) -> list[str]:
-    """The parquet files behind a source, sorted; raises PitError when none match."""
-    files: list[str] = []
-    for path in source.paths:
-        if any(ch in path for ch in "*?["):
-            files += sorted(p for p in glob.glob(path) if os.path.isfile(p))
-        elif os.path.isdir(path):
-            files += sorted(str(p) for p in Path(path).rglob("*.parquet"))
-        elif os.path.isfile(path):
-            files.append(path)
-    if not files:
-        raise PitError(
-            f"source of {source.name!r}: no parquet files match {', '.join(source.paths)}",
-            code="missing_source",
-        )
-    return files
+def source_reader(reader: SourceReaderPort | None = None) -> SourceReaderPort:
+    """`reader`, or the default one the composition root registered (the parquet reader)."""
+    if reader is not None:
+        return reader
+    from daedalus.pit.engine import default_source_reader
+
+    return default_source_reader()
+
+
+def expand_paths(source: SourceSpec, reader: SourceReaderPort | None = None) -> list[str]:
+    """The files behind a source, sorted (`SourceReaderPort.files`); raises PitError when
+    none match."""
+    return source_reader(reader).files(source)
 
 
 def timestamps_to_micros(
@@ -84,7 +92,7 @@ def timestamps_to_micros(
 def _check_columns(
     source: SourceSpec,
     schema: pa.Schema,
-    columns: list[str],
+    columns: Sequence[str],
     where: str,
     dictionary: Sequence[str] = (),
 ) -> None:
@@ -184,8 +192,32 @@ def file_problems(source: SourceSpec, path: str, schema: pa.Schema) -> list[str]
     return problems
 
 
-def _read_type(
-    source: SourceSpec, name: str, found: list[pa.DataType], dictionary: bool
+def check_file_columns(
+    source: SourceSpec,
+    schema: pa.Schema,
+    columns: Sequence[str],
+    where: str,
+    dictionary: Sequence[str] = (),
+) -> None:
+    """The checks every reader applies to a stored file (with `schema`) before reading
+    `columns` of it: each is present and of a type the definition accepts (a string column
+    named in `dictionary` may be stored dictionary-encoded), and the time columns read are not
+    tz-naive unless the definition allows it. Raises PitError naming `where` (the file)."""
+    _check_columns(source, schema, columns, where, dictionary)
+    for name in (source.timestamp, source.created_timestamp):
+        if name is None or name not in columns:
+            continue
+        t = schema.field(name).type
+        if pa.types.is_timestamp(t) and t.tz is None and not source.naive_timestamps_are_utc:
+            raise PitError(
+                f"{where}: column {name!r} holds tz-naive timestamps; store them in UTC with a "
+                "time zone, or set naive_timestamps_are_utc: true in the definition",
+                code="naive_timestamps",
+            )
+
+
+def read_type(
+    source: SourceSpec, name: str, found: Sequence[pa.DataType], dictionary: bool
 ) -> pa.DataType:
     """The one type a column is read as when the files of a source store it differently."""
     if all(pa.types.is_timestamp(t) for t in found):
@@ -197,7 +229,9 @@ def _read_type(
     return declared
 
 
-def _bound(value: int, t: pa.DataType) -> pa.Scalar:
+def time_bound(value: int, t: pa.DataType) -> pa.Scalar:
+    """A bound in microseconds as a scalar comparable with a time column of type `t` (a
+    date32 column compares by day)."""
     if pa.types.is_date32(t):
         return pa.scalar(value // 86_400_000_000, pa.date32())
     return pa.scalar(value, pa.timestamp("us", tz=t.tz))
@@ -205,104 +239,35 @@ def _bound(value: int, t: pa.DataType) -> pa.Scalar:
 
 def read_source(
     source: SourceSpec,
-    columns: list[str],
+    columns: Sequence[str],
     lo_us: int | None,
     hi_us: int | None,
     *,
     dictionary: Sequence[str] = (),
+    reader: SourceReaderPort | None = None,
 ) -> pa.Table:
     """Rows of `source` with `lo_us <= timestamp < hi_us` (either bound optional), only `columns`.
 
-    Parquet sources are scanned with the time range pushed down; rows keep the files' order
-    (files sorted by path), which the as-of tie-break relies on. String columns named in
-    `dictionary` come back dictionary-encoded from parquet (for columns only compared with
-    filter values: reading the dictionary's indices skips building millions of strings).
+    A source backed by an in-memory table is selected here; a stored one is read by `reader`
+    (None: the registered default, the parquet reader), which pushes the time range down and
+    keeps the files' order (files sorted by path), which the as-of tie-break relies on. String
+    columns named in `dictionary` may come back dictionary-encoded (for columns only compared
+    with filter values: reading the dictionary's indices skips building millions of strings).
     """
-    where = f"source of {source.name!r}"
     columns = list(dict.fromkeys(columns))
-    if source.table is not None:
-        table = source.table
-        _check_columns(source, table.schema, columns, where)
-        table = table.select(columns)
-        mask = _range_mask(table[source.timestamp], lo_us, hi_us)
-        return table if mask is None else table.filter(mask)
-    files = expand_paths(source)
-    try:
-        options = ds.ParquetReadOptions(dictionary_columns=list(dictionary))
-        dataset = ds.dataset(files, format=ds.ParquetFileFormat(read_options=options))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise PitError(f"{where}: cannot read parquet: {exc}", code="bad_source") from exc
-    try:
-        schemas = [(f.path, f.physical_schema) for f in dataset.get_fragments()]
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise PitError(f"{where}: cannot read parquet: {exc}", code="bad_source") from exc
-    times = [c for c in (source.timestamp, source.created_timestamp) if c in columns]
-    for path, schema in schemas:
-        _check_columns(source, schema, columns, f"{where}, file {path}", dictionary)
-        for name in times:
-            t = schema.field(name).type
-            if pa.types.is_timestamp(t) and t.tz is None and not source.naive_timestamps_are_utc:
-                raise PitError(
-                    f"{where}, file {path}: column {name!r} holds tz-naive timestamps; store "
-                    "them in UTC with a time zone, or set naive_timestamps_are_utc: true in the "
-                    "definition",
-                    code="naive_timestamps",
-                )
-    if any(
-        not schema.field(c).type.equals(schemas[0][1].field(c).type)
-        for _path, schema in schemas[1:]
-        for c in columns
-    ):  # the files disagree (losslessly, as checked): read every file as one type
-        found = {c: [schema.field(c).type for _path, schema in schemas] for c in columns}
-        unified = pa.schema(
-            [pa.field(c, _read_type(source, c, found[c], c in dictionary)) for c in columns]
-        )
-        dataset = ds.dataset(
-            files, schema=unified, format=ds.ParquetFileFormat(read_options=options)
-        )
-    ts_type = dataset.schema.field(source.timestamp).type
-    expr = None
-    if pa.types.is_timestamp(ts_type) or pa.types.is_date32(ts_type):
-        field = ds.field(source.timestamp)
-        if lo_us is not None:
-            expr = field >= _bound(lo_us, ts_type)
-        if hi_us is not None:
-            upper = (
-                field < _bound(hi_us, ts_type)
-                if not pa.types.is_date32(ts_type)
-                else (field <= _bound(hi_us, ts_type))
-            )
-            expr = upper if expr is None else expr & upper
-    try:
-        table = dataset.to_table(columns=columns, filter=expr)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise PitError(
-            f"{where}: cannot read {locate_unreadable(files, columns) or 'parquet'}: "
-            f"{str(exc)[:200]}",
-            code="bad_source",
-        ) from exc
-    return table
+    if source.table is None:
+        return source_reader(reader).read(source, columns, lo_us, hi_us, dictionary=dictionary)
+    table = source.table
+    _check_columns(source, table.schema, columns, f"source of {source.name!r}")
+    table = table.select(columns)
+    mask = range_mask(table[source.timestamp], lo_us, hi_us)
+    return table if mask is None else table.filter(mask)
 
 
-def locate_unreadable(files: Sequence[str], columns: Sequence[str]) -> str | None:
-    """`file, row group N, column 'c'`: the first place whose values cannot be decoded (None if
-    every one decodes). Reads one column chunk at a time: only called after a read failed."""
-    for path in files:
-        try:
-            reader = pq.ParquetFile(path)
-        except (pa.ArrowException, OSError):
-            return path
-        present = [c for c in columns if c in reader.schema_arrow.names]
-        for group in range(reader.metadata.num_row_groups):
-            for column in present:
-                try:
-                    reader.read_row_group(group, columns=[column])
-                except (pa.ArrowException, OSError):
-                    return f"{path}, row group {group}, column {column!r}"
-    return None
-
-
-def _range_mask(column: pa.ChunkedArray, lo_us: int | None, hi_us: int | None) -> pa.Array | None:
+def range_mask(column: pa.ChunkedArray, lo_us: int | None, hi_us: int | None) -> pa.Array | None:
+    """The rows of a time column with `lo_us <= t < hi_us` (None: every row, or a column that
+    is not a time: its type error is reported when it is converted). A date counts as its
+    midnight, so a date column keeps the day of `hi_us` too when `hi_us` falls inside it."""
     if lo_us is None and hi_us is None:
         return None
     t = column.type
@@ -310,12 +275,12 @@ def _range_mask(column: pa.ChunkedArray, lo_us: int | None, hi_us: int | None) -
         return None  # the type error is reported when the column is converted
     mask = None
     if lo_us is not None:
-        mask = pc.greater_equal(column, _bound(lo_us, t))
+        mask = pc.greater_equal(column, time_bound(lo_us, t))
     if hi_us is not None:
         upper = (
-            pc.less(column, _bound(hi_us, t))
+            pc.less(column, time_bound(hi_us, t))
             if not pa.types.is_date32(t)
-            else pc.less_equal(column, _bound(hi_us, t))
+            else pc.less_equal(column, time_bound(hi_us, t))
         )
         mask = upper if mask is None else pc.and_(mask, upper)
     return mask

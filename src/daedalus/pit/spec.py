@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from daedalus.catalog.model import (
     FilterDef,
 )
 from daedalus.catalog.registry import ENTITIES
+from daedalus.pit.engine import Engine
 from daedalus.pit.errors import PitError
 
 __all__ = ["AggregationSpec", "AsOfSpec", "Engine", "PitSpec", "SourceSpec", "specs_for_view"]
@@ -233,13 +233,6 @@ def _check_aggregation(spec: AggregationSpec) -> None:
                     f"{f.column!r} of type {format_dtype(column_type)}",
                     code="bad_type",
                 ) from None
-
-
-class Engine(enum.StrEnum):
-    """The compute engines; both give bit-for-bit the same answer."""
-
-    DUCKDB = "duckdb"
-    POLARS = "polars"
 
 
 @attrs.frozen(eq=False)
