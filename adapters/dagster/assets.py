@@ -45,8 +45,6 @@ from daedalus.app.errors import AppError
 from daedalus.app.jobs import JobCases
 from daedalus.app.pipeline_cases import parse_day
 from daedalus.app.settings import Settings
-from daedalus.catalog.model import FeatureServiceDef
-from daedalus.catalog.registry import FeatureCatalog
 from daedalus.container import build_container
 from daedalus.pipeline import DEFAULT_BATCH_ROWS
 
@@ -261,7 +259,7 @@ def train_partition(
 # -- definitions --------------------------------------------------------------------------------
 
 
-def _column_schema(catalog: FeatureCatalog, service: FeatureServiceDef) -> dg.TableSchema:
+def _column_schema(columns: list[dict[str, Any]]) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
@@ -269,35 +267,33 @@ def _column_schema(catalog: FeatureCatalog, service: FeatureServiceDef) -> dg.Ta
                 type=str(c["type"]),
                 constraints=dg.TableColumnConstraints(nullable=bool(c["nullable"])),
             )
-            for c in catalog.describe_schema(service)
+            for c in columns
         ]
     )
 
 
 def service_asset(
-    catalog: FeatureCatalog,
-    service: FeatureServiceDef,
-    start: dt.date,
-    start_source: str,
+    name: str, described: dict[str, Any], start: dt.date, start_source: str
 ) -> dg.AssetsDefinition:
-    """The daily-partitioned asset of one service (a factory, so each closes over its name)."""
-    name = service.name
+    """The daily-partitioned asset of service `name`, from its description
+    (`Application.catalog_describe`); a factory, so each closes over its name."""
+    definition = described["definition"]
 
     @dg.asset(
         name=name,
         key_prefix=KEY_PREFIX,
         group_name=GROUP,
-        description=service.description or f"Training dataset of feature service {name}.",
+        description=definition.get("description") or f"Training dataset of feature service {name}.",
         partitions_def=dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC"),
         # Dagster flags the asset when its definitions change, as the manifest check does.
-        code_version=catalog.definition_hash(service),
+        code_version=described["definition_hash"],
         kinds={"parquet"},
         metadata={
-            "spine": dg.MetadataValue.text(service.spine.path),
-            "definition": dg.MetadataValue.text(str(service.location or "")),
-            "contract_hash": dg.MetadataValue.text(catalog.contract_hash(service)),
+            "spine": dg.MetadataValue.text(definition["spine"]["path"]),
+            "definition": dg.MetadataValue.text(described["location"] or ""),
+            "contract_hash": dg.MetadataValue.text(described["contract_hash"]),
             "partition_start": dg.MetadataValue.text(f"{start} (from {start_source})"),
-            "dagster/column_schema": _column_schema(catalog, service),
+            "dagster/column_schema": _column_schema(described["schema"]),
         },
     )
     def _asset(
@@ -326,19 +322,19 @@ def build_definitions(settings: Settings, *, partition_start: str | None = None)
 
     Raises DefinitionsError naming every catalog error when the catalog does not load.
     """
-    container = build_container(settings)
+    app = build_container(settings).application()
     try:
-        catalog = container.catalog_cases().catalog()
+        described = {
+            s["name"]: app.catalog_describe(s["name"]) for s in app.catalog_list()["services"]
+        }
     except AppError as exc:
         # The message lists every located error; the chained AppError/CatalogErrors would only
         # repeat it in the code location's error report.
         raise DefinitionsError(_catalog_message(exc)) from None
     assets = []
-    for service in sorted(catalog.services.values(), key=lambda s: s.name):
-        start, source = partition_start_for(
-            container.job_cases(), settings.workspace, service.name, partition_start
-        )
-        assets.append(service_asset(catalog, service, start, source))
+    for name in sorted(described):
+        start, source = partition_start_for(app.jobs, settings.workspace, name, partition_start)
+        assets.append(service_asset(name, described[name], start, source))
     return dg.Definitions(
         assets=assets, resources={RESOURCE_KEY: DaedalusResource.from_settings(settings)}
     )
