@@ -8,25 +8,35 @@ method table, its OpenRPC document and the MCP tools' input schemas are derived.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from daedalus.app.catalog_cases import CatalogCases
+from daedalus.app import catalog_files
+from daedalus.app.arguments import check_arguments
+from daedalus.app.clip import clip
 from daedalus.app.errors import AppError
-from daedalus.app.jobs import JobCases
-from daedalus.app.pipeline_cases import FORMATS, PipelineCases
 from daedalus.app.settings import Settings
+from daedalus.pit.engine import ENGINE_NAMES
 
-__all__ = ["USE_CASES", "Application", "Param", "UseCase"]
+if TYPE_CHECKING:  # only passed in: the table stays light to import (`daeda --help`)
+    from daedalus.app.catalog_cases import CatalogCases
+    from daedalus.app.jobs import JobCases
+    from daedalus.app.pipeline_cases import PipelineCases
+
+__all__ = ["FORMATS", "USE_CASES", "Application", "Param", "UseCase"]
+
+#: The formats pipeline.compile renders a DAG in.
+FORMATS = ("text", "mermaid", "json")
 
 #: The most characters of a caller's value (a path) that an error message quotes.
 _QUOTE = 200
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+    return clip(text, _QUOTE)
 
 
 def _quote(text: str) -> str:
@@ -76,7 +86,7 @@ _SERVICE = Param("service", _NAME, "A feature service name, e.g. feed_ranking.")
 _DAY = Param("day", _DATE, "A day (YYYY-MM-DD) that has been written.")
 _ENGINE = Param(
     "engine",
-    {"type": "string", "enum": ["duckdb", "polars"]},
+    {"type": "string", "enum": list(ENGINE_NAMES)},  # from `Engine`, the one list of engines
     "The compute engine (both give the same bits).",
     required=False,
 )
@@ -322,8 +332,11 @@ class Application:
                 {"file": _clip(str(path))},
             )
 
-    def call(self, name: str, arguments: dict[str, Any]) -> Any:
-        """Run use case `name` with keyword `arguments` (already schema-checked by the surface)."""
+    def call(self, name: str, arguments: dict[str, Any], **options: Any) -> Any:
+        """Run use case `name` with keyword `arguments` (already schema-checked by the surface).
+
+        `options` are in-process extras no schema describes (the CLI trains with `wait` and
+        `on_event`); remote surfaces pass none."""
         case = next((c for c in USE_CASES if c.name == name), None)
         if case is None:
             raise AppError("not_found", f"unknown use case {name!r}")
@@ -342,7 +355,26 @@ class Application:
                 f"missing argument(s) {', '.join(missing)} for {case.method}",
                 {"field": missing[0]},
             )
-        return getattr(self, name)(**arguments)
+        return getattr(self, name)(**arguments, **options)
+
+    def request(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Run use case `name` for a remote caller (JSON-RPC, MCP): `arguments` are JSON values,
+        checked against the case's schema first (`ArgumentsError`, kind invalid_argument, lists
+        every violation) and converted as the case takes them."""
+        case = next((c for c in USE_CASES if c.name == name), None)
+        if case is None:
+            raise AppError("not_found", f"unknown use case {_quote(name)}")
+        return self.call(name, check_arguments(case, arguments))
+
+    def catalog_files(self) -> list[dict[str, Any]]:
+        """`{"name", "size"}` of each YAML file of the catalog directory that may be read
+        (`confine_catalog_file`, symlinks resolved), for a surface that serves them."""
+        return catalog_files.list_files(self.settings.catalog_dir, self.confine_catalog_file)
+
+    def catalog_file(self, name: str) -> str:
+        """The text of the catalog file `name` (as `catalog_files` lists it); AppError
+        not_found for another name, forbidden for a file that resolves outside."""
+        return catalog_files.read_file(self.settings.catalog_dir, self.confine_catalog_file, name)
 
     # -- the use cases ------------------------------------------------------------------------
 
@@ -367,6 +399,12 @@ class Application:
     ) -> dict[str, Any]:
         return self._pipeline.dataset_stats(service, start, end)
 
+    def dataset_stats_html(self, report: dict[str, Any]) -> str:
+        """`dataset_stats`' answer as a self-contained HTML page (inline SVG charts)."""
+        from daedalus.pipeline.stats import render_html
+
+        return render_html(report)
+
     def service_schema(self, service: str) -> dict[str, Any]:
         return self._catalog.service_schema(service)
 
@@ -384,7 +422,12 @@ class Application:
         force: bool = False,
         max_invalid_fraction: float | None = None,
         allow_duplicate_spine_rows: bool = False,
+        *,
+        wait: bool = False,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
+        """The job, started in the background; with `wait` (in-process callers) run here and
+        returned finished, `on_event` receiving its progress events."""
         return self.jobs.start_training(
             service,
             start,
@@ -393,6 +436,8 @@ class Application:
             force=force,
             max_invalid_fraction=max_invalid_fraction,
             allow_duplicate_spine_rows=allow_duplicate_spine_rows,
+            wait=wait,
+            on_event=on_event,
         )
 
     def train_dry_run(

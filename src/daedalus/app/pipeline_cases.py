@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from daedalus.app.application import FORMATS
 from daedalus.app.catalog_cases import CatalogCases
 from daedalus.app.errors import AppError
 from daedalus.app.jsonable import jsonable
@@ -34,8 +35,8 @@ from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pipeline.plan_diff import contract_diff, redefined, stale_summary
 from daedalus.pipeline.runner import LocalDayRunner
 from daedalus.pipeline.stats import dataset_report, describe_spec
+from daedalus.pit.engine import UnknownEngine, parse_engine
 from daedalus.pit.errors import PitError
-from daedalus.pit.spec import Engine
 from daedalus.ports import (
     AggregatorPort,
     DayRunnerPort,
@@ -44,12 +45,23 @@ from daedalus.ports import (
     EnrichError,
     SinkError,
     SinkPort,
+    SourceReaderPort,
     StoreRef,
 )
 
-__all__ = ["FORMATS", "PipelineCases", "parse_day"]
+__all__ = ["FORMATS", "PipelineCases", "engine_argument", "parse_day"]
 
-FORMATS = ("text", "mermaid", "json")
+
+def engine_argument(value: Any, field: str = "engine") -> str:
+    """An `engine` argument as the engine's name: the application's one check of it (the
+    names come from `Engine`). Raises AppError(invalid_argument) naming the field and listing
+    the choices."""
+    try:
+        return parse_engine(value, field).value
+    except UnknownEngine as exc:
+        raise AppError(
+            "invalid_argument", str(exc), {"field": exc.field, "choices": list(exc.choices)}
+        ) from None
 
 
 def parse_day(value: str | dt.date, what: str = "day") -> dt.date:
@@ -104,6 +116,7 @@ class PipelineCases:
         default_engine: str = "duckdb",
         day_runner: Callable[[], DayRunnerPort] = LocalDayRunner,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        source_reader: Callable[[], SourceReaderPort] | None = None,
     ) -> None:
         self.workspace = workspace
         self.catalog_cases = catalog_cases
@@ -114,16 +127,15 @@ class PipelineCases:
         self.default_engine = default_engine
         self._day_runner = day_runner
         self.batch_rows = batch_rows
+        self._source_reader = source_reader
+
+    @property
+    def _reader(self) -> SourceReaderPort | None:
+        """What reads the inputs (None: the registered default, the parquet reader)."""
+        return None if self._source_reader is None else self._source_reader()
 
     def _engine(self, engine: str | None) -> str:
-        value = engine or self.default_engine
-        if value not in {e.value for e in Engine}:
-            raise AppError(
-                "invalid_argument",
-                f"unknown engine {value!r}; choose duckdb or polars",
-                {"field": "engine"},
-            )
-        return value
+        return engine_argument(engine or self.default_engine)
 
     @staticmethod
     def policy(
@@ -203,6 +215,7 @@ class PipelineCases:
                 policy=policy,
                 holder=holder,
                 batch_rows=self.batch_rows,
+                reader=self._reader,
             )
         return summary.to_dict()
 
@@ -217,7 +230,7 @@ class PipelineCases:
                 {"field": "workspace"},
             )
         with translate_errors():
-            plan = Plan(pipeline, self.workspace)
+            plan = Plan(pipeline, self.workspace, self._reader)
             try:
                 versions = store_versions(plan, self._needs_enricher(pipeline))
                 identity: RunIdentity | None = current_identity(
@@ -308,7 +321,7 @@ class PipelineCases:
             baseline = day
             break
         diff = None
-        plan = Plan(pipeline, self.workspace)
+        plan = Plan(pipeline, self.workspace, self._reader)
         if trained_schema is not None:
             diff = contract_diff(pa.schema(list(trained_schema)), pipeline.schema)
             recorded_stats = (manifests[baseline].get("stats") or {}).get("columns") or {}
@@ -393,7 +406,7 @@ class PipelineCases:
                 {"field": "workspace"},
             )
         with translate_errors():
-            plan = Plan(pipeline, self.workspace)
+            plan = Plan(pipeline, self.workspace, self._reader)
             return [d.isoformat() for d in spine_days(plan, fingerprint_cache(plan))]
 
     def dry_run(
@@ -423,6 +436,7 @@ class PipelineCases:
                 force=force,
                 policy=policy,
                 batch_rows=self.batch_rows,
+                reader=self._reader,
             )
 
     def verify(self, service: str, day: str | dt.date | None = None) -> dict[str, Any]:
