@@ -52,7 +52,7 @@ __all__ = ["DuckDBKernel"]
 _BIGINT_SPAN = 2**60
 #: Events per chunk (see `DuckDBKernel.window_aggregate`): DuckDB's sorts and window state
 #: cost ~350 bytes per event row, so about 1.4 GB for a chunk of this size.
-_CHUNK_ROWS = 4_000_000
+_CHUNK_ROWS = 1_000_000
 #: The normalised empty window (a positive int is a finite window in microseconds, None a
 #: lifetime).
 _EMPTY = 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -35,6 +35,9 @@ from daedalus.pit.errors import PitError
 from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
 from daedalus.pit.sources import read_source, timestamps_to_micros
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec, SourceSpec
+
+if TYPE_CHECKING:
+    from daedalus.ports import SourceReaderPort
 
 __all__ = ["PitReport", "compute_pit_table", "spine_times", "validate_spine"]
 
@@ -213,24 +216,28 @@ class _Group:
     # reading ---------------------------------------------------------------------------------
 
     def read(
-        self, t_min: int, t_max: int, report: PitReport, spine: pa.Table | None = None
+        self,
+        t_min: int,
+        t_max: int,
+        report: PitReport,
+        spine: pa.Table | None = None,
+        reader: SourceReaderPort | None = None,
     ) -> None:
-        """Read the rows that can be visible to probes in `[t_min, t_max)`; with `spine` (the
-        probes, holding the keys), only the rows whose every key value is probed."""
+        """Read the rows that can be visible to probes in `[t_min, t_max)` through `reader`
+        (None: the registered default); with `spine` (the probes, holding the keys), only the
+        rows whose every key value is probed."""
         src = self.source
         columns = [*self.keys, src.timestamp]
         if src.created_timestamp:
             columns.append(src.created_timestamp)
-        lookbacks: list[int | None] = []
         for spec in self.specs:
             if isinstance(spec, AsOfSpec):
                 columns.append(spec.column)
-                lookbacks.append(None if spec.ttl_us is None else spec.delay_us + spec.ttl_us)
             else:
                 columns += [f.column for f in spec.filters]
                 if spec.column:
                     columns.append(spec.column)
-                lookbacks.append(None if spec.window_us is None else spec.delay_us + spec.window_us)
+        lookbacks = [_lookback(s) for s in self.specs]
         lo = (
             None
             if any(b is None for b in lookbacks)
@@ -244,7 +251,9 @@ class _Group:
         }
         filter_only -= {*self.keys, src.timestamp, src.created_timestamp}
         filter_only -= {s.column for s in self.specs}
-        table = read_source(src, columns, lo, t_max - min_delay, dictionary=sorted(filter_only))
+        table = read_source(
+            src, columns, lo, t_max - min_delay, dictionary=sorted(filter_only), reader=reader
+        )
         where = f"source of {src.name!r}"
         key_valid = np.ones(table.num_rows, dtype=bool)
         for key in self.keys:
@@ -284,6 +293,35 @@ class _Group:
                 naive_is_utc=src.naive_timestamps_are_utc,
                 where=where,
             )
+
+    def split(self, t_min: int) -> list[_Group]:
+        """This group as tiers of specs by how far back they look, each over only the rows it
+        can see: `[t_min - lookback, ...)` (see `_tiers`). One kernel call per tier.
+
+        Probes a day after a month of history see the month only through their long windows:
+        the short ones (1h, 1d, 7d) then rank, encode and aggregate a few days of rows, not the
+        month. Every feature depends only on the rows inside its window (design §4) and every
+        encoding is exact, so the bits are the same as in one call over every row (the key
+        cut, `_rows_of_keys`, rests on the same fact). A group with an as-of feature stays
+        whole (its tie count is per group).
+        """
+        if len(self.specs) < 2 or any(isinstance(s, AsOfSpec) for s in self.specs):
+            return [self]
+        tiers = _tiers(self.ts, t_min, [_lookback(s) for s in self.specs])
+        if len(tiers) < 2:
+            return [self]
+        parts = []
+        for lookback, indices in tiers:
+            part = _Group(self.source, self.keys, [self.specs[i] for i in indices])
+            mask = None if lookback is None else self.ts >= t_min - lookback
+            if mask is None or bool(mask.all()):
+                part.table, part.ts, part.created = self.table, self.ts, self.created
+            else:
+                part.table = self.table.filter(pa.array(mask))
+                part.ts = self.ts[mask]
+                part.created = None if self.created is None else self.created[mask]
+            parts.append(part)
+        return parts
 
     # kernel columns --------------------------------------------------------------------------
 
@@ -1155,8 +1193,13 @@ def compute_pit_table(
     timestamp: str = "ts",
     naive_timestamps_are_utc: bool = False,
     report: PitReport | None = None,
+    reader: SourceReaderPort | None = None,
 ) -> pa.Table:
     """The spine, row for row in its order, plus one column per spec (named `spec.name`).
+
+    Stored sources are read through `reader` (a SourceReaderPort; None: the default the
+    composition root registered, the parquet reader), asked only for the columns and the time
+    range the specs can see.
 
     Raises PitError before any work for a bad spine (missing key or timestamp column, null keys,
     tz-naive timestamps unless allowed), a spec whose column is missing or of a type its
@@ -1185,10 +1228,12 @@ def compute_pit_table(
             gkey = (id(spec.source), spec.keys)
             groups.setdefault(gkey, _Group(spec.source, spec.keys, []))
             groups[gkey].specs.append(spec)
+        tiers: list[_Group] = []
         for g in groups.values():
-            g.read(t_min, t_max, report, spine)
+            g.read(t_min, t_max, report, spine, reader)
+            tiers += g.split(t_min)
         by_keys: dict[tuple[str, ...], list[_Group]] = {}
-        for g in groups.values():
+        for g in tiers:
             by_keys.setdefault(g.keys, []).append(g)
         for keys, gs in by_keys.items():
             probe_key = _encode_keys(spine, gs, keys)
@@ -1219,6 +1264,46 @@ def compute_pit_table(
     return table
 
 
+def _lookback(spec: PitSpec) -> int | None:
+    """How far before a probe a spec can see, delay included (None: without limit)."""
+    if isinstance(spec, AsOfSpec):
+        return None if spec.ttl_us is None else spec.delay_us + spec.ttl_us
+    return None if spec.window_us is None else spec.delay_us + spec.window_us
+
+
+#: A narrower tier stays on its own only when the next wider one holds more than this many times
+#: its rows and at least `_TIER_MIN_ROWS` more rows: below that one more kernel call costs more
+#: than the rows it saves.
+_TIER_GROWTH = 2.0
+_TIER_MIN_ROWS = 200_000
+
+
+def _tiers(
+    ts: np.ndarray, t_min: int, lookbacks: list[int | None]
+) -> list[tuple[int | None, list[int]]]:
+    """The specs (by index) grouped into tiers of lookback, narrowest first: each tier's
+    lookback (its widest spec's) and its specs. Tiers merge upwards while the wider one holds
+    few more rows (`_TIER_GROWTH`, `_TIER_MIN_ROWS`)."""
+    widths = sorted({b for b in lookbacks if b is not None})
+    if any(b is None for b in lookbacks):
+        widths.append(None)  # type: ignore[arg-type]
+    rows = [len(ts) if w is None else int(np.count_nonzero(ts >= t_min - w)) for w in widths]
+    tiers: list[tuple[int | None, int]] = []  # (lookback, rows), each absorbing narrower ones
+    for width, n in zip(widths, rows, strict=True):
+        if tiers and (n <= _TIER_GROWTH * tiers[-1][1] or n - tiers[-1][1] < _TIER_MIN_ROWS):
+            tiers[-1] = (width, n)
+        else:
+            tiers.append((width, n))
+    bounds = [w for w, _ in tiers]
+    members: dict[int | None, list[int]] = {w: [] for w in bounds}
+    for i, b in enumerate(lookbacks):
+        for w in bounds:  # the narrowest tier that reaches as far back as the spec
+            if w is None or (b is not None and b <= w):
+                members[w].append(i)
+                break
+    return [(w, members[w]) for w in bounds if members[w]]
+
+
 #: A source is cut down to the rows of the probed keys only when that drops at least this share
 #: of its rows (the cut copies what it keeps: below this it costs more than it saves).
 _KEY_CUT_SHARE = 0.1
@@ -1244,7 +1329,41 @@ def _rows_of_keys(table: pa.Table, spine: pa.Table, keys: Sequence[str]) -> pa.T
     kept = int(pc.sum(mask).as_py() or 0)
     if kept > (1 - _KEY_CUT_SHARE) * table.num_rows:
         return table
-    return table.filter(mask)
+    table = table.filter(mask)
+    if len(keys) > 1 and table.num_rows:
+        # Every key value is probed, but not every combination: keep the probed pairs only.
+        code = _combination_codes(table, spine, keys)
+        if code is not None:
+            found = pc.is_in(pa.array(code[0]), value_set=pa.array(np.unique(code[1])))
+            if int(pc.sum(found).as_py() or 0) <= (1 - _KEY_CUT_SHARE) * table.num_rows:
+                table = table.filter(found)
+    return table
+
+
+def _combination_codes(
+    table: pa.Table, spine: pa.Table, keys: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One int64 per key combination of `table` and of `spine` (mixed radix over the keys'
+    ranges), or None when the ranges' product does not fit an int64."""
+    columns = [
+        (_np(table[k]).astype(np.int64, copy=False), _np(spine[k]).astype(np.int64, copy=False))
+        for k in keys
+    ]
+    lows, sizes = [], []
+    for ours, theirs in columns:
+        low = min(int(ours.min()), int(theirs.min()))
+        lows.append(low)
+        sizes.append(max(int(ours.max()), int(theirs.max())) - low + 1)
+    if math.prod(sizes) > 2**63 - 1:
+        return None
+    codes = []
+    for side in (0, 1):
+        code = np.zeros(len(columns[0][side]), dtype=np.int64)
+        for cols, low, size in zip(columns, lows, sizes, strict=True):
+            code *= np.int64(size)
+            code += cols[side] - np.int64(low)
+        codes.append(code)
+    return codes[0], codes[1]
 
 
 def _count_asof_ties(g: _Group, report: PitReport) -> None:
