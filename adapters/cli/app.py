@@ -35,7 +35,6 @@ from daedalus.adapters.cli.servers import mcp, serve_api
 
 from daedalus.app.application import USE_CASES, Application, UseCase
 from daedalus.app.errors import AppError
-from daedalus.app.settings import Settings
 
 __all__ = ["COMMANDS", "EXIT_CODES", "USES", "app", "main"]
 
@@ -437,10 +436,8 @@ def demo_init(
     """
 
     def body() -> int:
-        from daedalus.container import build_container
-
-        cases = build_container(Settings.from_env(workspace=directory)).demo_cases()
-        data = cases.init(directory, scale, seed, overwrite)
+        application = build_application(workspace=directory)
+        data = application.demo_init(directory, scale, seed, overwrite)
         emit(data, json, lambda d: render.demo(d, directory))
         return 0
 

@@ -13,7 +13,7 @@ Decisions:
 
 * Partition start: an explicit `partition_start` (DAEDA_PARTITION_START) wins and asks nothing;
   else the first day with spine rows, from the application (`JobCases.first_day`); else the
-  workspace marker's `start` (`workspace.json` of a demo workspace); else `FALLBACK_START`. The
+  first day a demo workspace's marker records (`Application.demo_start`); else `FALLBACK_START`. The
   partitions are open ended (up to the last complete UTC day), so a daily schedule picks up
   new days without a reload. Asking the application costs what `daeda pipeline status` costs
   (input files its fingerprint cache does not know are read; the embedding stores are opened)
@@ -37,12 +37,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import dagster as dg
-from daedalus.adapters.demo.generator import MARKER_NAME
 from pydantic import Field
 
 from daedalus.app.application import Application
 from daedalus.app.errors import AppError
-from daedalus.app.jobs import JobCases
 from daedalus.app.pipeline_cases import parse_day
 from daedalus.app.settings import Settings
 from daedalus.container import build_container
@@ -125,16 +123,8 @@ class TrainDayConfig(dg.Config):
 # -- partition start ----------------------------------------------------------------------------
 
 
-def _marker_start(workspace: Path) -> dt.date | None:
-    try:
-        marker = json.loads((workspace / MARKER_NAME).read_text(encoding="utf-8"))
-        return dt.date.fromisoformat(marker["start"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def partition_start_for(
-    jobs: JobCases, workspace: Path, service: str, explicit: str | None = None
+    app: Application, service: str, explicit: str | None = None
 ) -> tuple[dt.date, str]:
     """The first partition of a service and where it came from (shown on the asset)."""
     if explicit:
@@ -144,14 +134,14 @@ def partition_start_for(
             raise DefinitionsError(exc.message) from exc
     unknown = ""
     try:
-        first = jobs.first_day(service)
+        first = app.jobs.first_day(service)
     except AppError as exc:  # e.g. an output that cannot be listed: shown, and a run says it too
         first, unknown = None, f"; the spine's first day is unknown: {exc.message}"
     if first is not None:
         return parse_day(first), "the spine"
-    day = _marker_start(workspace)
+    day = app.demo_start()
     if day is not None:
-        return day, MARKER_NAME + unknown
+        return parse_day(day), "the demo marker" + unknown
     return FALLBACK_START, "default" + unknown
 
 
@@ -333,7 +323,7 @@ def build_definitions(settings: Settings, *, partition_start: str | None = None)
         raise DefinitionsError(_catalog_message(exc)) from None
     assets = []
     for name in sorted(described):
-        start, source = partition_start_for(app.jobs, settings.workspace, name, partition_start)
+        start, source = partition_start_for(app, name, partition_start)
         assets.append(service_asset(name, described[name], start, source))
     return dg.Definitions(
         assets=assets, resources={RESOURCE_KEY: DaedalusResource.from_settings(settings)}

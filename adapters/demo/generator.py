@@ -57,6 +57,7 @@ __all__ = [
     "DemoSummary",
     "WorkspaceConflictError",
     "WorkspaceNotEmptyError",
+    "demo_start",
     "is_demo_workspace",
     "write_demo_workspace",
 ]
@@ -508,6 +509,16 @@ _CONFIG_KEYS = ("scale", "seed", "start", "end")
 def _config(scale: str, seed: int, start: dt.date, end: dt.date) -> dict[str, object]:
     """What identifies a demo workspace's data (as its marker records it)."""
     return {"scale": scale, "seed": seed, "start": start.isoformat(), "end": end.isoformat()}
+
+
+def demo_start(root: Path) -> dt.date | None:
+    """The first day its marker records for the workspace at `root`, or None (no marker, or
+    one without a readable `start`)."""
+    try:
+        marker = json.loads((Path(root) / MARKER_NAME).read_text(encoding="utf-8"))
+        return dt.date.fromisoformat(marker["start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _inspect_target(root: Path, wanted: dict[str, object]) -> tuple[str, dict[str, object]]:

@@ -40,4 +40,5 @@ def open_workspace(
         load_catalog=lambda: load(settings.catalog_dir),
         aggregator_for=container.aggregator_for(),
         enricher=container.enricher,
+        source_reader=container.source_reader,
     )

@@ -130,7 +130,8 @@ class Container(containers.DeclarativeContainer):
         batch_rows=config.batch_rows,
         source_reader=source_reader.provider,
     )
-    demo_cases = providers.Singleton(DemoCases, writer=demo_writer)
+    demo_start = providers.Object(_lazy("daedalus.adapters.demo.generator:demo_start"))
+    demo_cases = providers.Singleton(DemoCases, writer=demo_writer, read_start=demo_start)
 
     run_store = providers.Singleton(
         _build, "daedalus.adapters.runstore.sqlite:SqliteRunStore", config.run_store_path
@@ -142,6 +143,7 @@ class Container(containers.DeclarativeContainer):
         catalog=catalog_cases,
         pipeline=pipeline_cases,
         jobs=job_cases,
+        demo=demo_cases,
     )
 
 

@@ -167,17 +167,17 @@ class TestDefinitions:
         self, workspace: Path, tmp_path: Path
     ) -> None:
         # No spine in tmp_path: the application cannot name a first day.
-        jobs = build_container(demo_settings(tmp_path, workspace / "feature_views")).job_cases()
-        start, source = partition_start_for(jobs, tmp_path, SERVICE)
+        app = build_container(demo_settings(tmp_path, workspace / "feature_views")).application()
+        start, source = partition_start_for(app, SERVICE)
         assert start == FALLBACK_START and source.startswith("default; the spine's first day")
         assert "no parquet files match" in source  # why the application could not say
         (tmp_path / "workspace.json").write_text(json.dumps({"start": "2026-09-01"}))
-        start, source = partition_start_for(jobs, tmp_path, SERVICE)
-        assert start.isoformat() == "2026-09-01" and source.startswith("workspace.json")
-        start, source = partition_start_for(jobs, tmp_path, SERVICE, "2026-07-15")
+        start, source = partition_start_for(app, SERVICE)
+        assert start.isoformat() == "2026-09-01" and source.startswith("the demo marker")
+        start, source = partition_start_for(app, SERVICE, "2026-07-15")
         assert (start.isoformat(), source) == ("2026-07-15", "configured")
         with pytest.raises(DefinitionsError, match="partition_start"):
-            partition_start_for(jobs, tmp_path, SERVICE, "July")
+            partition_start_for(app, SERVICE, "July")
 
 
 class TestMaterialize:

@@ -1,8 +1,9 @@
-"""Cutting a source down to what probes can see: lookback tiers and probed key combinations.
+"""Cutting a source down to what probes can see: lookback tiers, probed key combinations, chunks.
 
 `compute_pit_table` splits the specs of one source into tiers by how far back they look (one
-kernel call each, over only the rows inside the tier's reach) and, for several keys, keeps only
-the rows of probed key combinations. Both must leave every bit of the output unchanged.
+kernel call each, over only the rows inside the tier's reach), for several keys keeps only the
+rows of probed key combinations, and computes a large tier in chunks by a hash of the key. None
+of it may change a bit of the output.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ BASE = 1_790_000_000_000_000
 
 
 def _always_split():  # every distinct reach its own tier, however few rows it saves
-    return mock.patch.multiple(pit_compute, _TIER_GROWTH=1.0, _TIER_MIN_ROWS=0)
+    return mock.patch.object(pit_compute, "_TIER_MIN_SAVING", 1)
 
 
 class TestTiers:
@@ -40,14 +41,15 @@ class TestTiers:
             tiers = _tiers(ts, t_min, [DAY, None, HOUR, 7 * DAY, DAY])
         assert tiers == [(HOUR, [2]), (DAY, [0, 4]), (7 * DAY, [3]), (None, [1])]
 
-    def test_tiers_merge_while_the_wider_holds_few_more_rows(self) -> None:
+    def test_tiers_merge_while_merging_adds_little_work(self) -> None:
         ts = np.arange(0, 30 * DAY, MINUTE // 4, dtype=np.int64)  # 172,800 rows
         t_min = 30 * DAY
-        # 1h: 240 rows, 1d: 5,760 (with 10,000 as the least saving: merged up), 7d: 40,320,
-        # 30d: all; 30d and lifetime see the same rows (merged).
+        # 1h: 240 rows, 1d: 5,760, 7d: 40,320, 30d: all, and lifetime the same rows.
         tiers = _tiers(ts, t_min, [HOUR, DAY, 7 * DAY, 30 * DAY, None])
-        assert tiers == [(None, [0, 1, 2, 3, 4])]  # under _TIER_MIN_ROWS more each time
-        with mock.patch.object(pit_compute, "_TIER_MIN_ROWS", 10_000):
+        assert tiers == [(None, [0, 1, 2, 3, 4])]  # each saves under _TIER_MIN_SAVING
+        # With 10,000 rows times features as the least saving: 1h merges into 1d (5,520 more
+        # rows for one feature), 1d stays (34,560 more rows for two), 30d takes lifetime.
+        with mock.patch.object(pit_compute, "_TIER_MIN_SAVING", 10_000):
             tiers = _tiers(ts, t_min, [HOUR, DAY, 7 * DAY, 30 * DAY, None])
         assert tiers == [(DAY, [0, 1]), (7 * DAY, [2]), (None, [3, 4])]
 
@@ -146,7 +148,7 @@ def test_a_late_day_over_a_month_runs_in_tiers_with_the_bits_of_one_call(engine:
     assert len(spy.calls) == 4
     rows = sorted(r for r, _ in spy.calls)
     assert rows[0] < rows[-1] / 10
-    with mock.patch.object(pit_compute, "_TIER_GROWTH", float("inf")):
+    with mock.patch.object(pit_compute, "_TIER_MIN_SAVING", float("inf")):
         whole = pit_compute.compute_pit_table(spine, specs, _kernel(engine))
     assert_bit_equal(tiered, whole, labels=("tiers", "one call"))
     assert_bit_equal(tiered, reference_pit_table(spine, specs), labels=(engine, "reference"))
@@ -169,11 +171,26 @@ def test_only_probed_key_combinations_reach_the_kernel(engine: str) -> None:
     assert_bit_equal(got, reference_pit_table(spine, specs), labels=(engine, "reference"))
 
 
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_a_large_tier_runs_in_key_chunks_with_the_bits_of_one_call(engine: str) -> None:
+    events, spine = _month_of_events(keys=200)
+    specs = _specs(events, ("user_id",))
+    spy = _Spy(_kernel(engine))
+    with mock.patch.object(pit_compute, "_CHUNK_CELLS", 4_000 * 8):
+        chunked = pit_compute.compute_pit_table(spine, specs, spy)
+    # One source, one tier (its rows are few): the ~23,000 rows of probed keys in chunks of
+    # about 4,000 (one kernel call each).
+    assert len(spy.calls) >= 5
+    assert max(r for r, _ in spy.calls) < 6_000
+    whole = pit_compute.compute_pit_table(spine, specs, _kernel(engine))
+    assert_bit_equal(chunked, whole, labels=("chunks", "one call"))
+
+
 @settings(max_examples=EXAMPLES)
 @given(problems(with_inf=True))
-def test_tiers_give_the_reference_bits_on_generated_problems(problem) -> None:
+def test_tiers_and_chunks_give_the_reference_bits_on_generated_problems(problem) -> None:
     spine, specs = problem
-    with _always_split():
+    with _always_split(), mock.patch.object(pit_compute, "_CHUNK_CELLS", 4):
         duck = get_aggregate_pit_table(Engine.DUCKDB)(spine, specs)
         polars = get_aggregate_pit_table(Engine.POLARS)(spine, specs)
     assert_bit_equal(duck, polars, labels=("duckdb", "polars"))

@@ -23,6 +23,7 @@ from daedalus.pit.engine import ENGINE_NAMES
 
 if TYPE_CHECKING:  # only passed in: the table stays light to import (`daeda --help`)
     from daedalus.app.catalog_cases import CatalogCases
+    from daedalus.app.demo_cases import DemoCases
     from daedalus.app.jobs import JobCases
     from daedalus.app.pipeline_cases import PipelineCases
 
@@ -293,12 +294,18 @@ class Application:
     """The use cases, with their inputs checked (paths confined to the workspace)."""
 
     def __init__(
-        self, settings: Settings, catalog: CatalogCases, pipeline: PipelineCases, jobs: JobCases
+        self,
+        settings: Settings,
+        catalog: CatalogCases,
+        pipeline: PipelineCases,
+        jobs: JobCases,
+        demo: DemoCases | None = None,
     ) -> None:
         self.settings = settings
         self._catalog = catalog
         self._pipeline = pipeline
         self.jobs = jobs
+        self._demo = demo
         # Every catalog file is resolved and confined before it is read: a `*.yaml` in the
         # catalog that links outside must not be read (its text would be quoted in errors).
         catalog.file_guard = self.confine_catalog_file
@@ -483,3 +490,21 @@ class Application:
 
     def days_verify(self, service: str, day: str | None = None) -> dict[str, Any]:
         return self._pipeline.verify(service, day)
+
+    # -- the demo workspace (the CLI's `demo init`; Dagster's fallback first partition) -------
+
+    def _demo_cases(self) -> DemoCases:
+        if self._demo is None:
+            raise AppError("internal", "this application was built without the demo cases")
+        return self._demo
+
+    def demo_init(
+        self, directory: str | Path, scale: str = "small", seed: int = 7, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """Write the seeded demo workspace into `directory` (see `DemoCases.init`)."""
+        return self._demo_cases().init(Path(directory), scale, seed, overwrite)
+
+    def demo_start(self) -> str | None:
+        """The first day the workspace's demo marker records (YYYY-MM-DD), or None."""
+        day = self._demo_cases().start(self.settings.workspace)
+        return None if day is None else day.isoformat()

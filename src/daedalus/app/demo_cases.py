@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,17 @@ SCALES = ("tiny", "small", "medium", "large")
 class DemoCases:
     """Creates demo workspaces with the writer the container provides."""
 
-    def __init__(self, writer: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        writer: Callable[..., Any],
+        read_start: Callable[[Path], dt.date | None] = lambda _root: None,
+    ) -> None:
         self._writer = writer
+        self._read_start = read_start
+
+    def start(self, directory: Path) -> dt.date | None:
+        """The first day of the demo workspace at `directory` (its marker's), or None."""
+        return self._read_start(directory)
 
     def init(
         self, directory: Path, scale: str = "small", seed: int = 7, overwrite: bool = False

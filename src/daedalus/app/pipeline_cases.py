@@ -511,5 +511,6 @@ class PipelineCases:
                 open_store=self._open_store,
                 sample=sample,
                 seed=seed,
+                reader=self._reader,
             )
         return jsonable(report.to_dict())

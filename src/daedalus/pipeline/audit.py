@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from daedalus.pipeline.executor import Plan, project_day, read_spine_day
 from daedalus.pipeline.operators import OperatorPipeline
 from daedalus.pit.reference import reference_pit_table
-from daedalus.ports import EmbeddingStorePort, SinkPort, StoreRef
+from daedalus.ports import EmbeddingStorePort, SinkPort, SourceReaderPort, StoreRef
 
 __all__ = ["ROW_LIMIT", "AuditReport", "audit_day"]
 
@@ -132,6 +132,7 @@ def audit_day(
     open_store: Callable[[StoreRef], EmbeddingStorePort] | None = None,
     sample: int = 100,
     seed: int = 0,
+    reader: SourceReaderPort | None = None,
 ) -> AuditReport:
     """Check the whole written day against the spine's rows of `[day, day + 1)` and its
     manifest's row count, and recompute `sample` random rows from the raw sources by brute
@@ -139,7 +140,7 @@ def audit_day(
 
     Raises SinkError when the day is not written.
     """
-    plan = Plan(pipeline, workspace)
+    plan = Plan(pipeline, workspace, reader)
     table = sink.read_day(pipeline.service, day)
     manifest = sink.read_manifest(pipeline.service, day)
     rows = _check_rows(plan, table, read_spine_day(plan, day), manifest)
@@ -151,7 +152,11 @@ def audit_day(
     checked = 0
     for _op, specs in plan.feature_ops:
         expected = reference_pit_table(
-            probe, specs, timestamp=plan.timestamp, naive_timestamps_are_utc=plan.naive_spine
+            probe,
+            specs,
+            timestamp=plan.timestamp,
+            naive_timestamps_are_utc=plan.naive_spine,
+            reader=reader,
         )
         for spec in specs:
             checked += 1

@@ -212,6 +212,8 @@ class _Group:
         self.sparse_columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.sparse_requests: dict[tuple[Any, ...], WindowRequest] = {}
         self.sparse_result: tuple[np.ndarray, pa.Table] | None = None
+        # Each row's key as one int64 (set by `_encode_keys`, shared with the spine's).
+        self.key: np.ndarray | None = None
 
     # reading ---------------------------------------------------------------------------------
 
@@ -266,7 +268,7 @@ class _Group:
         null_keys = int((~key_valid).sum())
         if null_keys:
             report.null_key_rows[src.name] = report.null_key_rows.get(src.name, 0) + null_keys
-            table = table.filter(pa.array(key_valid))
+            table = _filter_rows(table, pa.array(key_valid))
         for name in table.column_names:
             if pa.types.is_floating(table[name].type):
                 nans = int(pc.sum(pc.is_nan(table[name])).as_py() or 0)
@@ -310,18 +312,27 @@ class _Group:
         tiers = _tiers(self.ts, t_min, [_lookback(s) for s in self.specs])
         if len(tiers) < 2:
             return [self]
-        parts = []
-        for lookback, indices in tiers:
-            part = _Group(self.source, self.keys, [self.specs[i] for i in indices])
-            mask = None if lookback is None else self.ts >= t_min - lookback
-            if mask is None or bool(mask.all()):
-                part.table, part.ts, part.created = self.table, self.ts, self.created
-            else:
-                part.table = self.table.filter(pa.array(mask))
-                part.ts = self.ts[mask]
-                part.created = None if self.created is None else self.created[mask]
-            parts.append(part)
-        return parts
+        return [
+            self.subset(
+                None if lookback is None else self.ts >= t_min - lookback,
+                [self.specs[i] for i in indices],
+            )
+            for lookback, indices in tiers
+        ]
+
+    def subset(self, mask: np.ndarray | None, specs: list[PitSpec] | None = None) -> _Group:
+        """A group of `specs` (default: these) over the rows of `mask` (None: every row), which
+        keep their order (ties go to the row read last)."""
+        part = _Group(self.source, self.keys, self.specs if specs is None else specs)
+        key = self.key
+        if mask is None or bool(mask.all()):
+            part.table, part.ts, part.created, part.key = self.table, self.ts, self.created, key
+        else:
+            part.table = _filter_rows(self.table, pa.array(mask))
+            part.ts = self.ts[mask]
+            part.created = None if self.created is None else self.created[mask]
+            part.key = None if key is None else key[mask]
+        return part
 
     # kernel columns --------------------------------------------------------------------------
 
@@ -1237,24 +1248,8 @@ def compute_pit_table(
             by_keys.setdefault(g.keys, []).append(g)
         for keys, gs in by_keys.items():
             probe_key = _encode_keys(spine, gs, keys)
-            probes = pa.table(
-                {KEY: pa.array(probe_key, pa.int64()), PROBE_TIME: pa.array(t, pa.int64())}
-            )
             for g in gs:
-                planned = [_Planned(s, g) for s in g.specs]
-                _count_asof_ties(g, report)
-                sparse = g.sparse_inputs(probe_key, t)
-                events = g.events_table()
-                g.release()  # the kernel columns live on in `events`; the rest can go
-                result = kernel.window_aggregate(events, probes, list(g.requests.values()))
-                del events
-                if sparse is not None:  # values far from their column's bulk (few rows)
-                    found = kernel.window_aggregate(
-                        sparse[0], sparse[1], list(g.sparse_requests.values())
-                    )
-                    g.sparse_result = (sparse[2], found)
-                for p in planned:
-                    outputs[p.spec.name] = p.decode(result, t)
+                outputs.update(_compute_group(g, probe_key, t, kernel, report))
     table = spine
     for spec in specs:
         column = outputs.get(spec.name)
@@ -1264,6 +1259,72 @@ def compute_pit_table(
     return table
 
 
+#: A group (a tier of one source) whose rows times features exceed this is computed in chunks
+#: by a hash of the key (2M rows of 20 features, say): a key's rows and probes stay together, so
+#: each chunk is a whole, smaller problem, and the planning columns and the kernel's working set
+#: (each about a column per feature) are one chunk's.
+_CHUNK_CELLS = 40_000_000
+
+
+def _compute_group(
+    g: _Group, probe_key: np.ndarray, t: np.ndarray, kernel: WindowKernel, report: PitReport
+) -> dict[str, pa.Array]:
+    """The columns of `g`'s specs for the probes `(probe_key, t)`, in their order: one kernel
+    call (and one for the sparse bands) per chunk of at most about `_CHUNK_CELLS` rows times
+    features."""
+    chunks = -(-g.table.num_rows * len(g.specs) // _CHUNK_CELLS)
+    if chunks <= 1:
+        return _compute_chunk(g, probe_key, t, kernel, report)
+    of_event, of_probe = _chunk_of(g.key, chunks), _chunk_of(probe_key, chunks)
+    pieces: dict[str, list[pa.Array]] = {s.name: [] for s in g.specs}
+    positions = []
+    for c in range(chunks):
+        rows = np.flatnonzero(of_probe == c)
+        if not len(rows):
+            continue
+        part = g.subset(of_event == c)
+        for name, column in _compute_chunk(part, probe_key[rows], t[rows], kernel, report).items():
+            pieces[name].append(column)
+        positions.append(rows)
+        del part
+    g.table = g.ts = g.created = g.key = None  # type: ignore[assignment]
+    order = np.empty(len(t), dtype=np.int64)
+    order[np.concatenate(positions)] = np.arange(len(t), dtype=np.int64)
+    placing = pa.array(order)
+    return {
+        name: pa.chunked_array(columns).combine_chunks().take(placing)
+        for name, columns in pieces.items()
+    }
+
+
+def _compute_chunk(
+    g: _Group, probe_key: np.ndarray, t: np.ndarray, kernel: WindowKernel, report: PitReport
+) -> dict[str, pa.Array]:
+    """The columns of `g`'s specs for the probes `(probe_key, t)`: plan, one kernel call (and
+    one for the sparse bands), decode."""
+    probes = pa.table({KEY: pa.array(probe_key, pa.int64()), PROBE_TIME: pa.array(t, pa.int64())})
+    planned = [_Planned(s, g) for s in g.specs]
+    _count_asof_ties(g, report)
+    sparse = g.sparse_inputs(probe_key, t)
+    events = g.events_table()
+    g.release()  # the kernel columns live on in `events`; the rest can go
+    result = kernel.window_aggregate(events, probes, list(g.requests.values()))
+    del events
+    if sparse is not None:  # values far from their column's bulk (few rows)
+        found = kernel.window_aggregate(sparse[0], sparse[1], list(g.sparse_requests.values()))
+        g.sparse_result = (sparse[2], found)
+    return {p.spec.name: p.decode(result, t) for p in planned}
+
+
+def _chunk_of(keys: np.ndarray, chunks: int) -> np.ndarray:
+    """Each key's chunk: a multiplicative hash, so that keys of any pattern spread evenly."""
+    with np.errstate(over="ignore"):
+        mixed = (
+            keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        ) >> np.uint64(32)
+    return (mixed % np.uint64(chunks)).astype(np.int64)
+
+
 def _lookback(spec: PitSpec) -> int | None:
     """How far before a probe a spec can see, delay included (None: without limit)."""
     if isinstance(spec, AsOfSpec):
@@ -1271,30 +1332,30 @@ def _lookback(spec: PitSpec) -> int | None:
     return None if spec.window_us is None else spec.delay_us + spec.window_us
 
 
-#: A narrower tier stays on its own only when the next wider one holds more than this many times
-#: its rows and at least `_TIER_MIN_ROWS` more rows: below that one more kernel call costs more
-#: than the rows it saves.
-_TIER_GROWTH = 2.0
-_TIER_MIN_ROWS = 200_000
+#: A narrower tier stays on its own only when merging it into the next wider one would add at
+#: least this many rows times features of work (its features over the wider tier's extra rows):
+#: below that, one more kernel call (and planning pass) costs more than the rows it saves.
+_TIER_MIN_SAVING = 2_000_000
 
 
 def _tiers(
     ts: np.ndarray, t_min: int, lookbacks: list[int | None]
 ) -> list[tuple[int | None, list[int]]]:
     """The specs (by index) grouped into tiers of lookback, narrowest first: each tier's
-    lookback (its widest spec's) and its specs. Tiers merge upwards while the wider one holds
-    few more rows (`_TIER_GROWTH`, `_TIER_MIN_ROWS`)."""
+    lookback (its widest spec's) and its specs. A tier merges into the next wider one while
+    that adds less than `_TIER_MIN_SAVING` rows times features."""
     widths = sorted({b for b in lookbacks if b is not None})
     if any(b is None for b in lookbacks):
         widths.append(None)  # type: ignore[arg-type]
     rows = [len(ts) if w is None else int(np.count_nonzero(ts >= t_min - w)) for w in widths]
-    tiers: list[tuple[int | None, int]] = []  # (lookback, rows), each absorbing narrower ones
-    for width, n in zip(widths, rows, strict=True):
-        if tiers and (n <= _TIER_GROWTH * tiers[-1][1] or n - tiers[-1][1] < _TIER_MIN_ROWS):
-            tiers[-1] = (width, n)
+    specs = [sum(b == w for b in lookbacks) for w in widths]
+    tiers: list[list[Any]] = []  # [lookback, rows, specs], each absorbing narrower ones
+    for width, n, k in zip(widths, rows, specs, strict=True):
+        if tiers and (n - tiers[-1][1]) * tiers[-1][2] < _TIER_MIN_SAVING:
+            tiers[-1] = [width, n, tiers[-1][2] + k]
         else:
-            tiers.append((width, n))
-    bounds = [w for w, _ in tiers]
+            tiers.append([width, n, k])
+    bounds = [w for w, _, _ in tiers]
     members: dict[int | None, list[int]] = {w: [] for w in bounds}
     for i, b in enumerate(lookbacks):
         for w in bounds:  # the narrowest tier that reaches as far back as the spec
@@ -1329,15 +1390,21 @@ def _rows_of_keys(table: pa.Table, spine: pa.Table, keys: Sequence[str]) -> pa.T
     kept = int(pc.sum(mask).as_py() or 0)
     if kept > (1 - _KEY_CUT_SHARE) * table.num_rows:
         return table
-    table = table.filter(mask)
+    table = _filter_rows(table, mask)
     if len(keys) > 1 and table.num_rows:
         # Every key value is probed, but not every combination: keep the probed pairs only.
         code = _combination_codes(table, spine, keys)
         if code is not None:
             found = pc.is_in(pa.array(code[0]), value_set=pa.array(np.unique(code[1])))
             if int(pc.sum(found).as_py() or 0) <= (1 - _KEY_CUT_SHARE) * table.num_rows:
-                table = table.filter(found)
+                table = _filter_rows(table, found)
     return table
+
+
+def _filter_rows(table: pa.Table, mask: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """`table.filter(mask)` column by column: the same rows in the same order, about 3x faster
+    than `Table.filter` (which plans an Acero query) on millions of rows."""
+    return pa.Table.from_arrays([c.filter(mask) for c in table.columns], schema=table.schema)
 
 
 def _combination_codes(
