@@ -809,3 +809,21 @@ def test_add_limb_sums_aligns_scales_exactly() -> None:
         add_limb_sums([(np.zeros((2, 1), np.int64), 0, 60)])
     with pytest.raises(ValueError, match="max_limbs"):
         encode_float_bands(np.ones(3), max_limbs=0)
+
+
+_LIMB_SUM = st.integers(-(2**63) + 2**31 + 1, 2**63 - 2**31 - 1)  # what MAX_SUM_ROWS bounds
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda k: st.lists(st.lists(_LIMB_SUM, min_size=k, max_size=k), min_size=1, max_size=30)
+    )
+)
+def test_limb_sums_become_the_exact_python_ints(rows: list[list[int]]) -> None:
+    """The variance decoder's row conversion: carries in numpy, one int.from_bytes a row."""
+    from daedalus.pit.exact import _rows_to_ints
+
+    sums = np.array(rows, dtype=np.int64)
+    want = [sum(v << (32 * k) for k, v in enumerate(r)) for r in rows]
+    assert _rows_to_ints(sums) == want

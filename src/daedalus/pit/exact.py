@@ -796,15 +796,13 @@ def exact_sample_variance(
     # Scale both terms to a common power of two so the numerator is an integer.
     common = min(base2, 2 * base1)
     up2, up1 = base2 - common, 2 * base1 - common
-    for i, cnt, r1, r2 in zip(
+    for i, cnt, total1, total2 in zip(
         rows.tolist(),
         counts[rows].tolist(),
-        a1[rows].tolist(),
-        a2[rows].tolist(),
+        _rows_to_ints(a1[rows]),
+        _rows_to_ints(a2[rows]),
         strict=True,
     ):
-        total1 = _row_to_int(r1)
-        total2 = _row_to_int(r2)
         num = ((cnt * total2) << up2) - ((total1 * total1) << up1)
         if num < 0:
             raise ValueError(f"exact_sample_variance: row {i} has n*S2 < S1**2 (inconsistent sums)")
@@ -986,8 +984,32 @@ def _window64(
     return window, sticky
 
 
-def _row_to_int(row: list[int]) -> int:
-    return sum(v << (LIMB_BITS * k) for k, v in enumerate(row))
+def _rows_to_ints(sums: npt.NDArray[np.int64]) -> list[int]:
+    """Each row's exact value sum(sums[i, k] << (LIMB_BITS * k)) as a Python int.
+
+    The carries are propagated in numpy (every limb sum is below 2**63 - 2**31 in magnitude, so
+    a limb plus a carry below 2**31 still fits an int64), leaving 32-bit digits and a signed
+    int64 top; each row's bytes are then one `int.from_bytes` (little endian, two's
+    complement): ~0.3 us a row where summing shifted limbs in Python took ~1.5 us.
+    """
+    m, k = sums.shape
+    if k == 0:
+        return [0] * m
+    digits = np.empty((m, k), dtype=np.uint32)
+    carry = np.zeros(m, dtype=np.int64)
+    for j in range(k):
+        d = sums[:, j] + carry
+        digits[:, j] = (d & _I32).astype(np.uint32)
+        carry = d >> np.int64(LIMB_BITS)
+    width = 4 * k + 8
+    raw = np.empty((m, width), dtype=np.uint8)
+    raw[:, : 4 * k] = digits.astype("<u4").view(np.uint8).reshape(m, 4 * k)
+    raw[:, 4 * k :] = carry.astype("<i8").view(np.uint8).reshape(m, 8)
+    data = raw.tobytes()
+    return [
+        int.from_bytes(data[i : i + width], "little", signed=True)
+        for i in range(0, m * width, width)
+    ]
 
 
 def _ratio_to_float(num: int, den: int) -> float:
