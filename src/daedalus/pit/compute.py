@@ -4,7 +4,8 @@ Every feature is turned into exact integer window work for a `WindowKernel` (the
 the kernel's integers are turned back into typed values here. Because the kernel only ever does
 integer arithmetic, every engine that honours the kernel contract returns the same bits:
 
-- count, count_distinct → COUNT / COUNT_DISTINCT of an indicator or value key;
+- count → COUNT of an indicator; count_distinct → two lifetime COUNTs, of the rows before t
+  and of the rows whose value recurs or leaves the window before t (`distinct_bounds`);
 - sum, mean, stddev of floats → exact SUMs of limbs of each value (and of its square),
   rounded once, correctly (`daedalus.pit.exact`): a sum equals `math.fsum` of the window; the
   limbs cover the column's dense exponent band, and the few values far outside it (sparse
@@ -424,22 +425,25 @@ class _Group:
                 self.cache[key] = _order_key(col)
         return self.cache[key]
 
-    def value_key_column(
-        self, column: str, filters: tuple[FilterDef, ...], *, distinct: bool = False
-    ) -> str:
-        key = ("valuekey", column, filters, distinct)
+    def value_key_column(self, column: str, filters: tuple[FilterDef, ...]) -> str:
+        key = ("valuekey", column, filters)
         if key not in self.cache:
             keys, _ = self.order_key(column)
-            if distinct and pa.types.is_floating(self.table[column].type):
-                # count_distinct compares values: -0.0 and +0.0 are the same number.
-                keys = np.where(
-                    keys == exact.float_order_key(np.array([-0.0]))[0],
-                    exact.float_order_key(np.array([0.0]))[0],
-                    keys,
-                )
             mask = self.valid_mask(column, filters)
             self.cache[key] = self._add(f"__val_{len(self.columns)}", keys, mask)
         return self.cache[key]
+
+    def distinct_values(self, column: str) -> np.ndarray:
+        """Each row's value as an int64 that is equal exactly when the values are the same
+        number or string (the order key, with -0.0 read as +0.0)."""
+        keys, _ = self.order_key(column)
+        if pa.types.is_floating(self.table[column].type):
+            keys = np.where(
+                keys == exact.float_order_key(np.array([-0.0]))[0],
+                exact.float_order_key(np.array([0.0]))[0],
+                keys,
+            )
+        return keys
 
     def finite_float_values(
         self, column: str, filters: tuple[FilterDef, ...]
@@ -589,6 +593,52 @@ class _Group:
                         self._add(f"__ninf_{len(self.columns)}", counted, neg),
                     )
             self.cache[key] = result
+        return self.cache[key]
+
+    def distinct_bounds(
+        self, column: str, filters: tuple[FilterDef, ...], time: str, window_us: int | None
+    ) -> tuple[str, str, str]:
+        """COUNT_DISTINCT as two prefix counts: (indicator of the valid rows, indicator of the
+        rows that have an end, the time column of those ends).
+
+        A value counts for a probe at t when its latest row before t, e, is in the window:
+        `T(e) < t <= end(e)`, with `end(e) = min(T(next), T(e) + w)` where `next` is the value's
+        next row in (key, value, T) order (none: no end from it; lifetime: no `T(e) + w`). As
+        `end(e) >= T(e)`, the count is #{T(e) < t} - #{end(e) < t}: two lifetime COUNTs, which
+        every kernel computes as differences of prefix sums, where a windowed COUNT DISTINCT
+        needs a sort of events and probes together and a distinct-frame aggregate (measured on
+        a day's 2M events and 250k probes: DuckDB 1.45 s for one such feature, Polars 0.80 s).
+        Rows tied on (key, value, T) end at each other, so only the last of them counts.
+        """
+        key = ("distinct", column, filters, time, window_us)
+        if key not in self.cache:
+            mask = self.valid_mask(column, filters)
+            values = self.distinct_values(column)
+            t = self.columns[time]
+            rows = np.flatnonzero(mask)
+            order = rows[_stable_order([self.key[rows], values[rows], t[rows]])]
+            same = np.zeros(len(order), dtype=bool)  # the next row in order is of the same value
+            if len(order) > 1:
+                a, b = order[:-1], order[1:]
+                same[:-1] = (self.key[a] == self.key[b]) & (values[a] == values[b])
+            end = np.zeros(len(t), dtype=np.int64)
+            has_end = np.zeros(len(t), dtype=bool)
+            nxt = np.zeros(len(order), dtype=np.int64)
+            nxt[:-1] = t[order[1:]]
+            if window_us is None:
+                ends, have = nxt, same
+            else:
+                # T + w past the int64 range is later than every probe: no end from the window.
+                room = t[order] <= np.int64(np.iinfo(np.int64).max - window_us)
+                reach = t[order] + np.where(room, np.int64(window_us), np.int64(0))
+                ends = np.where(same & room, np.minimum(nxt, reach), np.where(same, nxt, reach))
+                have = same | room
+            end[order] = ends
+            has_end[order] = have
+            seen = self.indicator(column, filters)
+            end_time = self._add(f"__end_{len(self.columns)}", end)
+            ended = self._add(f"__ended_{len(self.columns)}", self.indicator_values(), has_end)
+            self.cache[key] = (seen, ended, end_time)
         return self.cache[key]
 
     def rank(self, value_column: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -899,9 +949,11 @@ class _Planned:
         if fn in (AggFunction.COUNT, AggFunction.COUNT_DISTINCT) or col is None:
             if fn is AggFunction.COUNT_DISTINCT:
                 assert col is not None
-                self.outputs["n"] = req(
-                    WindowOp.COUNT_DISTINCT, g.value_key_column(col, flt, distinct=True), time, w
-                )
+                # Two prefix counts (see `_Group.distinct_bounds`): rows before t, minus rows
+                # whose value reappears, or leaves the window, before t.
+                seen, ends, end_time = g.distinct_bounds(col, flt, time, w)
+                self.outputs["n"] = req(WindowOp.COUNT, seen, time, None)
+                self.outputs["gone"] = req(WindowOp.COUNT, ends, end_time, None)
             else:
                 self.outputs["n"] = req(WindowOp.COUNT, g.indicator(col, flt), time, w)
             return
@@ -981,7 +1033,9 @@ class _Planned:
         fn = spec.function
         n = self._column(result, "n")
         out_type = spec.output_type
-        if fn in (AggFunction.COUNT, AggFunction.COUNT_DISTINCT):
+        if fn is AggFunction.COUNT_DISTINCT:
+            return pa.array(n - self._column(result, "gone"), pa.int64())
+        if fn is AggFunction.COUNT:
             return pa.array(n, pa.int64())
         empty = n == 0
         if fn in (AggFunction.SUM, AggFunction.MEAN, AggFunction.STDDEV):
