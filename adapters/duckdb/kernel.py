@@ -43,7 +43,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
+from daedalus.pit.kernel import (
+    KEY,
+    PROBE_TIME,
+    WindowKernel,
+    WindowOp,
+    WindowRequest,
+    key_chunks,
+)
 
 __all__ = ["DuckDBKernel"]
 
@@ -110,7 +117,9 @@ class DuckDBKernel(WindowKernel):
         if n == 0 or events.num_rows == 0:
             return pa.table({r.output: _constant(r.op, n) for r in requests})
         chunks = -(-events.num_rows // self.chunk_rows)
-        pr_chunk = _chunk_of(probes[KEY], chunks) if chunks > 1 else np.zeros(n, np.int64)
+        pr_chunk = (
+            key_chunks(probes[KEY].to_numpy(), chunks) if chunks > 1 else np.zeros(n, np.int64)
+        )
         by_time: dict[str, list[WindowRequest]] = defaultdict(list)
         for request in requests:
             by_time[request.time].append(request)
@@ -202,14 +211,6 @@ def _placing(positions: np.ndarray) -> pa.Array:
     order = np.empty(len(positions), dtype=np.int64)
     order[positions] = np.arange(len(positions), dtype=np.int64)
     return pa.array(order)
-
-
-def _chunk_of(keys: pa.ChunkedArray, chunks: int) -> np.ndarray:
-    """Each key's chunk: a multiplicative hash, so that keys of any pattern spread evenly."""
-    k = keys.to_numpy().astype(np.int64).view(np.uint64)
-    with np.errstate(over="ignore"):
-        mixed = (k * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-    return (mixed % np.uint64(chunks)).astype(np.int64)
 
 
 def _constant(op: WindowOp, n: int) -> pa.Array:

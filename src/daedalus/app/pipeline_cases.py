@@ -219,16 +219,19 @@ class PipelineCases:
             )
         return summary.to_dict()
 
-    def status(self, service: str) -> dict[str, Any]:
-        """The days written and whether each is current (and if not, why), the days the spine
-        has that are not written, and whether each day's files match its manifest."""
-        pipeline = self.pipeline(service)
-        if not self.workspace.is_dir():  # as train says: nothing can be checked
+    def _require_workspace(self) -> None:
+        if not self.workspace.is_dir():
             raise AppError(
                 "invalid_input",
                 f"workspace {self.workspace} does not exist",
                 {"field": "workspace"},
             )
+
+    def status(self, service: str) -> dict[str, Any]:
+        """The days written and whether each is current (and if not, why), the days the spine
+        has that are not written, and whether each day's files match its manifest."""
+        pipeline = self.pipeline(service)
+        self._require_workspace()  # as train says: nothing can be checked
         with translate_errors():
             plan = Plan(pipeline, self.workspace, self._reader)
             try:
@@ -399,12 +402,7 @@ class PipelineCases:
         alone: cheap enough for a scheduler to ask at start-up (no source read, no store
         opened, Ray not imported)."""
         pipeline = self.pipeline(service)
-        if not self.workspace.is_dir():
-            raise AppError(
-                "invalid_input",
-                f"workspace {self.workspace} does not exist",
-                {"field": "workspace"},
-            )
+        self._require_workspace()
         with translate_errors():
             plan = Plan(pipeline, self.workspace, self._reader)
             return [d.isoformat() for d in spine_days(plan, fingerprint_cache(plan))]

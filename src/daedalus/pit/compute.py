@@ -33,7 +33,14 @@ from daedalus.catalog.functions import is_value_type_supported
 from daedalus.catalog.model import AggFunction, FilterDef
 from daedalus.pit import exact
 from daedalus.pit.errors import PitError
-from daedalus.pit.kernel import KEY, PROBE_TIME, WindowKernel, WindowOp, WindowRequest
+from daedalus.pit.kernel import (
+    KEY,
+    PROBE_TIME,
+    WindowKernel,
+    WindowOp,
+    WindowRequest,
+    key_chunks,
+)
 from daedalus.pit.sources import read_source, timestamps_to_micros
 from daedalus.pit.spec import AggregationSpec, AsOfSpec, PitSpec, SourceSpec
 
@@ -1329,7 +1336,7 @@ def _compute_group(
     chunks = -(-g.table.num_rows * len(g.specs) // _CHUNK_CELLS)
     if chunks <= 1:
         return _compute_chunk(g, probe_key, t, kernel, report)
-    of_event, of_probe = _chunk_of(g.key, chunks), _chunk_of(probe_key, chunks)
+    of_event, of_probe = key_chunks(g.key, chunks), key_chunks(probe_key, chunks)
     pieces: dict[str, list[pa.Array]] = {s.name: [] for s in g.specs}
     positions = []
     for c in range(chunks):
@@ -1368,15 +1375,6 @@ def _compute_chunk(
         found = kernel.window_aggregate(sparse[0], sparse[1], list(g.sparse_requests.values()))
         g.sparse_result = (sparse[2], found)
     return {p.spec.name: p.decode(result, t) for p in planned}
-
-
-def _chunk_of(keys: np.ndarray, chunks: int) -> np.ndarray:
-    """Each key's chunk: a multiplicative hash, so that keys of any pattern spread evenly."""
-    with np.errstate(over="ignore"):
-        mixed = (
-            keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        ) >> np.uint64(32)
-    return (mixed % np.uint64(chunks)).astype(np.int64)
 
 
 def _lookback(spec: PitSpec) -> int | None:

@@ -13,9 +13,10 @@ import enum
 from collections.abc import Sequence
 
 import attrs
+import numpy as np
 import pyarrow as pa
 
-__all__ = ["KEY", "PROBE_TIME", "WindowKernel", "WindowOp", "WindowRequest"]
+__all__ = ["KEY", "PROBE_TIME", "WindowKernel", "WindowOp", "WindowRequest", "key_chunks"]
 
 #: Column names the core uses in the tables it hands to a kernel.
 KEY = "__key"
@@ -72,3 +73,14 @@ class WindowKernel(abc.ABC):
         self, events: pa.Table, probes: pa.Table, requests: Sequence[WindowRequest]
     ) -> pa.Table:
         """Compute every request for every probe (see the class docstring)."""
+
+
+def key_chunks(keys: np.ndarray, chunks: int) -> np.ndarray:
+    """Each int64 key's chunk in `[0, chunks)`: a multiplicative hash, so that keys of any
+    pattern spread evenly. The core splits a large group by it, and the DuckDB kernel its
+    probes: a key's events and probes always land in the same chunk."""
+    with np.errstate(over="ignore"):
+        mixed = (keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> (
+            np.uint64(32)
+        )
+    return (mixed % np.uint64(chunks)).astype(np.int64)
