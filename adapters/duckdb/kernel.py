@@ -124,6 +124,7 @@ class DuckDBKernel(WindowKernel):
         for request in requests:
             by_time[request.time].append(request)
         positions, parts = [], []
+        ranges = _Ranges(events)
         con = self._connect()
         try:
             con.register("ev", events)
@@ -132,7 +133,7 @@ class DuckDBKernel(WindowKernel):
                 if not len(rows):
                     continue
                 chunk = probes if chunks == 1 else probes.take(pa.array(rows))
-                columns = _chunk(con, events, chunk, by_time)
+                columns = _chunk(con, ranges, chunk, by_time)
                 positions.append(rows)
                 parts.append(pa.table({r.output: columns[r.output] for r in requests}))
         except (duckdb.Error, RuntimeError) as exc:
@@ -168,7 +169,7 @@ def _close_in_background(con: duckdb.DuckDBPyConnection) -> None:
 
 def _chunk(
     con: duckdb.DuckDBPyConnection,
-    events: pa.Table,
+    ranges: _Ranges,
     probes: pa.Table,
     by_time: dict[str, list[WindowRequest]],
 ) -> dict[str, pa.Array]:
@@ -181,7 +182,12 @@ def _chunk(
     rid = pa.array(np.arange(n, dtype=np.int64))
     con.register("pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid}))
     run = _Run(
-        con, events, n, _min_max(probes[PROBE_TIME]) or (0, 0), _min_max(probes[KEY]) or (0, 0)
+        con,
+        ranges.events,
+        ranges,
+        n,
+        _min_max(probes[PROBE_TIME]) or (0, 0),
+        _min_max(probes[KEY]) or (0, 0),
     )
     columns: dict[str, pa.Array] = {}
     for time, group in by_time.items():
@@ -227,6 +233,20 @@ def _min_max(column: pa.ChunkedArray) -> tuple[int, int] | None:
     return None if lo is None else (int(lo), int(hi))
 
 
+class _Ranges:
+    """The smallest and largest value of each events column, computed once per call (every
+    chunk reads the same events table, so each range is a scan of all of it)."""
+
+    def __init__(self, events: pa.Table) -> None:
+        self.events = events
+        self._found: dict[str, tuple[int, int] | None] = {}
+
+    def __call__(self, column: str) -> tuple[int, int] | None:
+        if column not in self._found:
+            self._found[column] = _min_max(self.events[column])
+        return self._found[column]
+
+
 def _quote(name: str) -> str:
     """A SQL identifier for any column name."""
     return '"' + name.replace('"', '""') + '"'
@@ -255,12 +275,13 @@ class _Run:
 
     con: duckdb.DuckDBPyConnection
     events: pa.Table
+    ranges: _Ranges  # of the events' columns
     n: int  # number of probes
     probe_times: tuple[int, int]
     probe_keys: tuple[int, int]
 
     def frame(self, time: str) -> _TimeFrame:
-        event_times = _min_max(self.events[time])
+        event_times = self.ranges(time)
         assert event_times is not None  # events are non-empty and times have no nulls
         base = min(event_times[0], self.probe_times[0])
         span = max(event_times[1], self.probe_times[1]) - base
@@ -356,10 +377,10 @@ class _KeyCode:
 
     @classmethod
     def of(cls, run: _Run, column: str) -> _KeyCode:
-        keys = [_min_max(run.events[KEY]), run.probe_keys]
+        keys = [run.ranges(KEY), run.probe_keys]
         kmin = min(k[0] for k in keys if k is not None)
         kmax = max(k[1] for k in keys if k is not None)
-        values = _min_max(run.events[column])
+        values = run.ranges(column)
         assert values is not None  # all-null columns are constants, never coded
         vmin, vmax = values
         if (kmax - kmin + 1) * (vmax - vmin + 1) <= _TWO63 - 1:
@@ -471,7 +492,7 @@ def _time_column(
     # null counts: counts need no pass over the column.)
     magnitude: dict[str, int] = {}
     for column in {r.column for r in requests if r.op == WindowOp.SUM}:
-        stats = _min_max(run.events[column])
+        stats = run.ranges(column)
         magnitude[column] = 0 if stats is None else max(abs(stats[0]), abs(stats[1]))
     for r in requests:
         values = run.events[r.column]
