@@ -60,8 +60,10 @@ def test_runs_hold_every_row_equal_to_another_in_every_column(cols: list[np.ndar
 )
 def test_argsort_is_a_stable_sort_and_returns_the_sorted_values(values: np.ndarray) -> None:
     """Both paths: packed with positions (range and positions fit in 64 bits) or indirect."""
-    perm, ordered = _argsort(values)
+    perm, ordered, stable = _argsort(values)
     expected = np.argsort(values, kind="stable")
+    if stable:  # the flag is only set when ties are in position order
+        assert np.array_equal(perm, expected)
     assert np.array_equal(values[perm], values[expected])
     assert np.array_equal(ordered, values[expected])
     assert sorted(perm.tolist()) == list(range(len(values)))

@@ -623,21 +623,27 @@ class _Group:
             values = self.distinct_values(column)
             t = self.columns[time]
             rows = np.flatnonzero(mask)
-            order = rows[_stable_order([self.key[rows], values[rows], t[rows]])]
+            at = t[rows]
+            # Rows already in time order (an append-only log, read in order): the stable sort
+            # by (key, value) alone keeps each value's rows in time order.
+            by = [self.key[rows], values[rows]]
+            order = rows[_stable_order(by if _non_decreasing(at) else [*by, at])]
             same = np.zeros(len(order), dtype=bool)  # the next row in order is of the same value
             if len(order) > 1:
-                a, b = order[:-1], order[1:]
-                same[:-1] = (self.key[a] == self.key[b]) & (values[a] == values[b])
+                k, v = self.key[order], values[order]
+                same[:-1] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
+                del k, v
             end = np.zeros(len(t), dtype=np.int64)
             has_end = np.zeros(len(t), dtype=bool)
+            t_order = t[order]
             nxt = np.zeros(len(order), dtype=np.int64)
-            nxt[:-1] = t[order[1:]]
+            nxt[:-1] = t_order[1:]
             if window_us is None:
                 ends, have = nxt, same
             else:
                 # T + w past the int64 range is later than every probe: no end from the window.
-                room = t[order] <= np.int64(np.iinfo(np.int64).max - window_us)
-                reach = t[order] + np.where(room, np.int64(window_us), np.int64(0))
+                room = t_order <= np.int64(np.iinfo(np.int64).max - window_us)
+                reach = t_order + np.where(room, np.int64(window_us), np.int64(0))
                 ends = np.where(same & room, np.minimum(nxt, reach), np.where(same, nxt, reach))
                 have = same | room
             end[order] = ends
@@ -778,14 +784,20 @@ def _int64_array(
     return pa.Array.from_buffers(pa.int64(), len(values), [bitmap, pa.py_buffer(values)])
 
 
+def _non_decreasing(values: np.ndarray) -> bool:
+    """Whether every value is at least the one before it."""
+    return len(values) < 2 or bool(np.all(values[1:] >= values[:-1]))
+
+
 def _repeats_often(values: np.ndarray) -> bool:
     """Whether more than 1 in 20 values repeats another, judged on an even sample of ~4k."""
     sample = values[:: max(1, len(values) // 4096)]
     return len(np.unique(sample)) < 0.95 * len(sample)
 
 
-def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The permutation sorting int64 `values` (ties by position), and the sorted values.
+def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The permutation sorting int64 `values`, the sorted values, and whether ties are in
+    position order.
 
     When the values' range and the row positions fit in 64 bits together, each value's offset
     from the minimum is packed with its position into one uint64 and sorted directly (numpy's
@@ -804,9 +816,9 @@ def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             packed >>= np.uint64(shift)
             ordered = packed.view(np.int64)
             ordered += np.int64(lo)  # wraps back to the value when lo < 0
-            return perm, ordered
+            return perm, ordered, True
     perm = np.argsort(values).astype(np.int64, copy=False)
-    return perm, values[perm]
+    return perm, values[perm], n < 2
 
 
 def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
@@ -816,33 +828,37 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
     ranges allow, else the first column) orders all but the runs of equal keys; only the rows
     of those runs, usually few, are then sorted by the remaining columns and position.
     """
-    return _stable_order_runs(columns)[0]
+    return _stable_order_runs(columns, ties=False)[0]
 
 
 def _stable_order_runs(
     columns: list[np.ndarray],
-    primary: tuple[np.ndarray, np.ndarray, int] | None = None,
+    primary: tuple[np.ndarray, np.ndarray, int, bool] | None = None,
+    *,
+    ties: bool = True,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """`_stable_order`, and the rows that share their sort key with another (`rows`, in order)
     with the number of their run of equal keys (`run`): only such rows can be equal in every
     column, so they are all a search for duplicate rows needs to look at.
 
     `primary`, when given, is `_primary_order` of columns with the same first two columns
-    (ranks of several value columns share it; it is not modified)."""
+    (ranks of several value columns share it; it is not modified). `ties=False`: the tied
+    rows are not wanted (returned empty when the order needs no look at them)."""
     n = len(columns[0])
     if primary is None:
-        perm, ordered, used = _primary_order(columns)
+        perm, ordered, used, stable = _primary_order(columns)
     else:
-        perm, ordered, used = primary[0].copy(), primary[1], primary[2]
+        perm, ordered, used, stable = primary[0].copy(), primary[1], primary[2], primary[3]
     rest = columns[used:]
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if n < 2:
+    if n < 2 or (not ties and stable and not rest):
         return perm, none
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return perm, none
     in_run, run = _runs(tied)
-    _order_runs(perm, np.flatnonzero(in_run), run, rest)
+    if rest or not stable:  # else the runs are in position order already
+        _order_runs(perm, np.flatnonzero(in_run), run, rest)
     return perm, (perm[in_run], run)
 
 
@@ -855,9 +871,10 @@ def _runs(tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return in_run, np.cumsum(np.concatenate([[True], ~tied]))[in_run]
 
 
-def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """The sort by the first column, or by the first two packed into one int64 when their
-    ranges allow: the permutation, the sorted sort keys, and how many columns they hold."""
+    ranges allow: the permutation, the sorted sort keys, how many columns they hold, and
+    whether ties are in position order (see `_argsort`)."""
     n = len(columns[0])
     primary, used = columns[0], 1
     if len(columns) > 1 and n:
@@ -877,8 +894,8 @@ def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, i
                 dense = dense.reshape(-1).astype(np.int64, copy=False)
                 primary = dense * np.int64(size1) + (second - np.int64(lo1))
                 used = 2
-    perm, ordered = _argsort(primary)
-    return perm, ordered, used
+    perm, ordered, stable = _argsort(primary)
+    return perm, ordered, used, stable
 
 
 def _order_runs(
