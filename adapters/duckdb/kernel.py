@@ -63,6 +63,8 @@ _CHUNK_ROWS = 1_000_000
 #: The normalised empty window (a positive int is a finite window in microseconds, None a
 #: lifetime).
 _EMPTY = 0
+#: The events column holding each row's chunk (several chunks only).
+_CHUNK = "__duckdb_chunk"
 _INVERTIBLE = frozenset({WindowOp.COUNT, WindowOp.SUM})
 _FRAMED = {
     WindowOp.MIN: "min({})",
@@ -125,6 +127,10 @@ class DuckDBKernel(WindowKernel):
             by_time[request.time].append(request)
         positions, parts = [], []
         ranges = _Ranges(events)
+        if chunks > 1:  # each row's chunk: a chunk's passes filter on it before any join
+            events = events.append_column(
+                _CHUNK, pa.array(key_chunks(events[KEY].to_numpy(), chunks).astype(np.int16))
+            )
         con = self._connect()
         try:
             con.register("ev", events)
@@ -133,7 +139,7 @@ class DuckDBKernel(WindowKernel):
                 if not len(rows):
                     continue
                 chunk = probes if chunks == 1 else probes.take(pa.array(rows))
-                columns = _chunk(con, ranges, chunk, by_time)
+                columns = _chunk(con, ranges, chunk, by_time, c if chunks > 1 else None)
                 positions.append(rows)
                 parts.append(pa.table({r.output: columns[r.output] for r in requests}))
         except (duckdb.Error, RuntimeError) as exc:
@@ -172,6 +178,7 @@ def _chunk(
     ranges: _Ranges,
     probes: pa.Table,
     by_time: dict[str, list[WindowRequest]],
+    chunk: int | None = None,
 ) -> dict[str, pa.Array]:
     """Every request for the probes of one chunk (the events table `ev` is registered).
 
@@ -188,6 +195,7 @@ def _chunk(
         n,
         _min_max(probes[PROBE_TIME]) or (0, 0),
         _min_max(probes[KEY]) or (0, 0),
+        chunk,
     )
     columns: dict[str, pa.Array] = {}
     for time, group in by_time.items():
@@ -279,6 +287,7 @@ class _Run:
     n: int  # number of probes
     probe_times: tuple[int, int]
     probe_keys: tuple[int, int]
+    chunk: int | None  # the events' chunk (their `_CHUNK` value), None: every event
 
     def frame(self, time: str) -> _TimeFrame:
         event_times = self.ranges(time)
@@ -290,6 +299,7 @@ class _Run:
             time_sql="BIGINT" if span <= _BIGINT_SPAN else "HUGEINT",
             base=base,
             reach=self.probe_times[1] - event_times[0],
+            chunk=self.chunk,
         )
 
 
@@ -308,6 +318,7 @@ class _TimeFrame:
     time_sql: str  # SQL type of the order axis: BIGINT, or HUGEINT for absurdly wide spans
     base: int  # subtracted from every time
     reach: int  # largest t - min(event time): a window at least this long is a lifetime
+    chunk: int | None = None  # only the events of this chunk (see `_Run.chunk`)
 
     def literal(self, value: int) -> str:
         return _big(value) if self.time_sql == "BIGINT" else _huge(value)
@@ -346,6 +357,8 @@ class _TimeFrame:
             longest = max(w for w in windows if w is not None)
             first = f"(kr.kr_lo::{self.time_sql} - {self.literal(self.base)}) * 2"
             where += f" AND {self.event()} >= {first} - {self.literal(2 * longest)}"
+        if self.chunk is not None:
+            where = f"e.{_quote(_CHUNK)} = {self.chunk} AND {where}"
         return f"ev AS e JOIN kr ON e.{_quote(KEY)} = kr.kr_key WHERE {where}"
 
 
