@@ -808,7 +808,7 @@ def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     if n:
         lo, hi = int(values.min()), int(values.max())
         shift = max(n - 1, 1).bit_length()
-        if (hi - lo).bit_length() + shift <= 64:
+        if _sorts_with_positions(hi - lo, n):
             packed = (values - np.int64(lo)).view(np.uint64) << np.uint64(shift)
             packed |= np.arange(n, dtype=np.uint64)
             packed.sort()
@@ -819,6 +819,12 @@ def _argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
             return perm, ordered, True
     perm = np.argsort(values).astype(np.int64, copy=False)
     return perm, values[perm], n < 2
+
+
+def _sorts_with_positions(span: int, n: int) -> bool:
+    """Whether `_argsort` packs values spanning `span` with the positions of `n` rows (then
+    its sort is stable)."""
+    return span.bit_length() + max(n - 1, 1).bit_length() <= 64
 
 
 def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
@@ -856,19 +862,24 @@ def _stable_order_runs(
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return perm, none
-    in_run, run = _runs(tied)
+    at, run = _runs(tied)
     if rest or not stable:  # else the runs are in position order already
-        _order_runs(perm, np.flatnonzero(in_run), run, rest)
-    return perm, (perm[in_run], run)
+        _order_runs(perm, at, run, rest)
+    return perm, (perm[at], run)
 
 
 def _runs(tied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From `tied` (row i + 1 equals row i, for sorted rows): which rows are in a run of
-    equal rows, and the run number of each such row (non-decreasing)."""
+    """From `tied` (row i + 1 equals row i, for sorted rows): the rows in a run of equal rows
+    (ascending positions), and the run number of each (non-decreasing). Work beyond one pass
+    over `tied` is in the tied rows only (usually few)."""
     in_run = np.zeros(len(tied) + 1, dtype=bool)
     in_run[1:] |= tied
     in_run[:-1] |= tied
-    return in_run, np.cumsum(np.concatenate([[True], ~tied]))[in_run]
+    at = np.flatnonzero(in_run)
+    starts = np.ones(len(at), dtype=bool)  # a row starts a run unless it equals the one before
+    later = at > 0
+    starts[later] = ~tied[at[later] - 1]
+    return at, np.cumsum(starts)
 
 
 def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, bool]:
@@ -883,8 +894,13 @@ def _primary_order(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, i
         lo1, hi1 = int(second.min()), int(second.max())
         size1 = hi1 - lo1 + 1
         if (hi0 - lo0 + 1) * size1 <= 2**63 - 1:
-            primary = (primary - np.int64(lo0)) * np.int64(size1) + (second - np.int64(lo1))
-            used = 2
+            packed = (primary - np.int64(lo0)) * np.int64(size1) + (second - np.int64(lo1))
+            if _sorts_with_positions(hi0 - lo0, n) and _non_decreasing(second):
+                # Rows already in order of the second column (times read in time order): the
+                # stable sort by the first alone is the order by both, a narrower sort.
+                perm, _, _ = _argsort(primary)
+                return perm, packed[perm], 2, True
+            primary, used = packed, 2
         elif _repeats_often(primary):
             # A sparse first column with many repeats (e.g. packed multi-column keys) would
             # leave long tied runs: pack its dense rank instead. (Mostly distinct values, such
@@ -921,7 +937,7 @@ def _order_runs(
         if not tied.any():
             return
         keep, run = _runs(tied)
-        at = at[keep]
+        at = at[keep]  # positions within `at`
     rows = perm[at]  # equal in every column: row position decides
     perm[at] = rows[np.lexsort([rows, run])]
 
