@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,16 @@ def main() -> None:
     parser.add_argument("--days", default="1,7,30", help="comma-separated run lengths")
     parser.add_argument("--engines", default="duckdb,polars")
     parser.add_argument("--workspace", type=Path, help="reuse (or create) this demo workspace")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each length, interleaved (1 day, 7 days, ..., then again): the summary "
+        "gives each length's median and range, and the ratio of medians to the shortest",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     tmp = None
     ws = args.workspace
     if ws is None:
@@ -135,16 +145,28 @@ def main() -> None:
         + "".join(f"{s:>10}" for s in stages)
         + f"{'train RSS MB':>14}{'+Ray tree MB':>14}"
     )
+    lengths = [min(int(d), available) for d in args.days.split(",")]
+    seconds: dict[tuple[str, int], list[float]] = {}
     for engine in args.engines.split(","):
-        for days in (int(d) for d in args.days.split(",")):
-            days = min(days, available)
-            r = train(ws, ws / f"out-bench-{engine}", engine, last, days)
+        for _ in range(args.repeat):
+            for days in lengths:
+                r = train(ws, ws / f"out-bench-{engine}", engine, last, days)
+                seconds.setdefault((engine, days), []).append(r["seconds"])
+                print(
+                    f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['batches']:>8}"
+                    f"{r['seconds']:>9.1f}{r['rows'] / r['seconds']:>9,.0f}"
+                    + "".join(f"{r['stages'].get(s, 0.0):>10.1f}" for s in stages)
+                    + f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}",
+                    flush=True,
+                )
+    if args.repeat > 1:
+        print(f"\nmedian of {args.repeat} runs (range), and ratio to the {lengths[0]}-day median")
+        for (engine, days), runs in seconds.items():
+            base = statistics.median(seconds[(engine, lengths[0])])
+            mid = statistics.median(runs)
             print(
-                f"{r['engine']:<8}{r['days']:>6}{r['rows']:>12,}{r['batches']:>8}"
-                f"{r['seconds']:>9.1f}{r['rows'] / r['seconds']:>9,.0f}"
-                + "".join(f"{r['stages'].get(s, 0.0):>10.1f}" for s in stages)
-                + f"{r['own_mb']:>14,.0f}{r['tree_mb']:>14,.0f}",
-                flush=True,
+                f"{engine:<8}{days:>6}{mid:>9.1f} s  ({min(runs):.1f}-{max(runs):.1f})"
+                f"{mid / base:>8.2f}x"
             )
     if tmp is not None:
         tmp.cleanup()

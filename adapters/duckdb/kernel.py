@@ -483,8 +483,9 @@ def _time_column(
 ) -> dict[str, pa.Array]:
     """Every request on one time column, in one or two passes (see the module docstring).
 
-    The visible events `ve` (key, doubled time, values) are copied once into a temp table when
-    pass 2 reads them too, else read by pass 1 as a CTE.
+    The visible events `ve` (key, doubled time, values) are a CTE of each pass: a chunk's
+    events are found by its chunk column before the join with its keys, so reading them twice
+    costs less than a temp table's write.
 
     Pass 1 is ONE window pass over `ve`, in the global (key, time) order with the default RANGE
     frame (rows at one time share their prefix), plus one sentinel row per probed key below
@@ -539,13 +540,9 @@ def _time_column(
     )
     visible = frame.visible_events([windows[r.output] for r in live])
     ve = f"SELECT e.{_quote(KEY)} AS k, {frame.event()} AS t2{event_values} FROM {visible}"
-    # `ve` is read by both passes when there are two (so it is stored once), else it is a CTE
-    # of pass 1: a temp table costs a write and, at the end, a free (~10% of an as-of call).
-    if framed:
-        run.con.execute(f"CREATE OR REPLACE TEMP TABLE ve AS WITH {_KR} {ve}")
-        ctes = f"{_KR},"
-    else:
-        ctes = f"{_KR}, ve AS ({ve}),"
+    # `ve` is a CTE of each pass: recomputing it (a scan of the chunk's events and a join with
+    # its keys) costs less than writing it to a temp table that both passes read.
+    ctes = f"{_KR}, ve AS ({ve}),"
     sentinel = -(2**62) if frame.time_sql == "BIGINT" else -(2**126)
 
     # -- pass 1: prefixes of every row, read at every probe's bounds
@@ -667,7 +664,8 @@ def _time_column(
         for i, r in enumerate(framed)
     ]
     sql = f"""
-    WITH pl AS (
+    WITH {ctes}
+    pl AS (
         SELECT p.rid, p.{_quote(KEY)} AS k, {frame.probe()} AS t2
             {"".join(f", l.l{s} + {tie} AS n{s}" for s in lengths)}
         FROM pr AS p JOIN lengths AS l ON l.rid = p.rid
