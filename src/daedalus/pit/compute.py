@@ -1198,7 +1198,7 @@ class _Planned:
     ) -> pa.Array:
         g = self.group
         assert spec.column is not None
-        rank, perm = g.rank(spec.column)
+        _, perm = g.rank(spec.column)
         values = g.table[spec.column]
         ranks = self._column(result, "rank")
         if spec.function is not AggFunction.LAST_N:
@@ -1206,7 +1206,7 @@ class _Planned:
             taken = values.take(pa.array(rows)) if len(perm) else pa.nulls(len(n), spec.output_type)
             return _null_where(taken, empty, spec.output_type)
         # The window's valid rows are contiguous in rank order: the newest k end at `ranks`.
-        valid_ranks = np.sort(rank[g.valid_mask(spec.column, spec.filters)])
+        valid_ranks = np.flatnonzero(g.valid_mask(spec.column, spec.filters)[perm])  # ascending
         k = np.minimum(n, np.int64(spec.n or 0))
         end = np.searchsorted(valid_ranks, ranks)  # position of the newest valid row
         offsets = np.zeros(len(n) + 1, dtype=np.int64)
