@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py                       # large demo (~10M events, 30 days)
     .venv/bin/python bench/pipeline.py --scale small --days 1,7
+    .venv/bin/python bench/pipeline.py --days 1,7 --repeat 3  # medians, ratio to one day
 
 Each training run is its own `daeda pipeline train … --force --json` process, ending on the
 demo's last day (so every run's last day has the same lookback). It prints per run the days,
