@@ -316,6 +316,10 @@ def test_interrupting_the_driver_cancels_the_days_in_flight_cleanly(
         cluster["address"],
         "--batch-rows",
         "1",  # one day a task: some are still to run when the driver is interrupted
+        # one task at a time: when the first day stages, three are still to go (with two in
+        # flight, fast days under load could all finish before the interrupt landed)
+        "--ray-days-in-flight",
+        "1",
     )
     proc = subprocess.Popen(
         cmd, env=cluster["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
