@@ -117,7 +117,7 @@ def main() -> None:
         type=int,
         default=1,
         help="runs of each length, interleaved (1 day, 7 days, ..., then again): the summary "
-        "gives each length's median and range, and the ratio of medians to the shortest",
+        "gives each length's median and range, and the ratio of medians to the first length",
     )
     args = parser.parse_args()
     if args.repeat < 1:

@@ -190,7 +190,6 @@ def _chunk(
     con.register("pr", pa.table({KEY: probes[KEY], PROBE_TIME: probes[PROBE_TIME], "rid": rid}))
     run = _Run(
         con,
-        ranges.events,
         ranges,
         n,
         _min_max(probes[PROBE_TIME]) or (0, 0),
@@ -282,12 +281,15 @@ class _Run:
     """One `window_aggregate` call: its connection, inputs and the probes' time range."""
 
     con: duckdb.DuckDBPyConnection
-    events: pa.Table
-    ranges: _Ranges  # of the events' columns
+    ranges: _Ranges  # the events and their columns' ranges
     n: int  # number of probes
     probe_times: tuple[int, int]
     probe_keys: tuple[int, int]
     chunk: int | None  # the events' chunk (their `_CHUNK` value), None: every event
+
+    @property
+    def events(self) -> pa.Table:
+        return self.ranges.events
 
     def frame(self, time: str) -> _TimeFrame:
         event_times = self.ranges(time)

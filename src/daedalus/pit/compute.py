@@ -623,11 +623,7 @@ class _Group:
             values = self.distinct_values(column)
             t = self.columns[time]
             rows = np.flatnonzero(mask)
-            at = t[rows]
-            # Rows already in time order (an append-only log, read in order): the stable sort
-            # by (key, value) alone keeps each value's rows in time order.
-            by = [self.key[rows], values[rows]]
-            order = rows[_stable_order(by if _non_decreasing(at) else [*by, at])]
+            order = rows[_stable_order([self.key[rows], values[rows], t[rows]])]
             same = np.zeros(len(order), dtype=bool)  # the next row in order is of the same value
             if len(order) > 1:
                 k, v = self.key[order], values[order]
@@ -832,8 +828,12 @@ def _stable_order(columns: list[np.ndarray]) -> np.ndarray:
 
     A fast unstable sort of one int64 key (the first two columns packed into one when their
     ranges allow, else the first column) orders all but the runs of equal keys; only the rows
-    of those runs, usually few, are then sorted by the remaining columns and position.
+    of those runs, usually few, are then sorted by the remaining columns and position. A last
+    column already in row order (times of rows read in time order) is dropped: the position
+    tie-break orders by it.
     """
+    while len(columns) > 1 and _non_decreasing(columns[-1]):
+        columns = columns[:-1]
     return _stable_order_runs(columns, ties=False)[0]
 
 

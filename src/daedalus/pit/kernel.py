@@ -78,7 +78,7 @@ class WindowKernel(abc.ABC):
 def key_chunks(keys: np.ndarray, chunks: int) -> np.ndarray:
     """Each int64 key's chunk in `[0, chunks)`: a multiplicative hash, so that keys of any
     pattern spread evenly. The core splits a large group by it, and the DuckDB kernel its
-    probes: a key's events and probes always land in the same chunk."""
+    events and probes: a key's events and probes always land in the same chunk."""
     with np.errstate(over="ignore"):
         mixed = (keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> (
             np.uint64(32)
